@@ -1,0 +1,78 @@
+"""Packing into fixed-shape batches, epoch determinism, targets and padding on CoRE MOFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jmof.data import Capacity, GraphLoader, coremof, pack, padding_report
+from jmof.graph import unbatch
+
+
+@pytest.fixture(scope="module")
+def loader():
+    dataset = coremof.load("2019-ASR", limit=120, progress=False)
+    return GraphLoader(dataset, cutoff=5.0, targets=("LCD", "PLD"), batch_nodes=1024, seed=3)
+
+
+def test_pack_places_every_structure_once_within_capacity():
+    rng = np.random.default_rng(0)
+    n_node = rng.integers(10, 400, 500)
+    n_edge = n_node * rng.integers(20, 60, 500)
+    n_node[7], n_edge[7] = 5000, 10  # oversize: its own batch
+    cap = Capacity(1024, 40_000, 32)
+    bins = pack(n_node, n_edge, cap)
+    assert sorted(k for b in bins for k in b) == list(range(500))
+    assert [7] in bins
+    for b in bins:
+        if b != [7]:
+            assert n_node[b].sum() <= cap.n_node - 1 and n_edge[b].sum() <= cap.n_edge
+            assert len(b) <= cap.n_graph - 1
+    fill = sum(n_node[b].sum() for b in bins if b != [7]) / ((len(bins) - 1) * (cap.n_node - 1))
+    assert fill > 0.85
+
+
+def test_epochs_are_deterministic_and_shuffled(loader):
+    first = [b.index.tolist() for b in loader(0)]
+    again = [b.index.tolist() for b in loader(0)]
+    other = [b.index.tolist() for b in loader(1)]
+    assert first == again and first != other
+    seen = sorted(i for idx in first for i in idx if i >= 0)
+    assert seen == list(range(len(loader.dataset)))
+
+
+def test_batches_carry_the_right_graphs_and_targets(loader):
+    for b in loader(2):
+        real = b.index[b.index >= 0]
+        for k, g in zip(real, unbatch(b.graph)):
+            np.testing.assert_array_equal(g.senders, loader.graph(k).senders)
+            np.testing.assert_array_equal(g.positions, loader.dataset.crystals[k].positions)
+        np.testing.assert_array_equal(
+            b.targets[: len(real), 0], loader.dataset.targets["LCD"][real]
+        )
+        assert not b.target_mask[len(real) :].any()
+        assert b.graph.graph_mask.sum() == len(real)
+
+
+def test_padding_overhead_and_shapes(loader):
+    report = padding_report(loader)
+    assert report["structures"] == len(loader.dataset)
+    assert report["node_overhead"] >= 1.0 and report["edge_overhead"] >= 1.0
+    shapes = {b.graph.shape for b in loader(0)}
+    assert len(shapes) == report["distinct_shapes"]
+
+
+def test_graphs_rebuilt_on_demand_equal_kept_ones(loader):
+    lean = GraphLoader(
+        loader.dataset,
+        cutoff=5.0,
+        targets=("LCD", "PLD"),
+        batch_nodes=1024,
+        seed=3,
+        keep_graphs=False,
+    )
+    np.testing.assert_array_equal(lean.n_edge, loader.n_edge)
+    assert lean._graphs is None
+    kept, rebuilt = next(iter(loader(1))), next(iter(lean(1)))
+    np.testing.assert_array_equal(kept.graph.senders, rebuilt.graph.senders)
+    np.testing.assert_array_equal(kept.graph.shifts, rebuilt.graph.shifts)
