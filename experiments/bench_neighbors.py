@@ -2,8 +2,8 @@
 
     python experiments/bench_neighbors.py [--n 200] [--repeats 5]
 
-All peers run on the same 200 CoRE MOF 2019-ASR structures (CSV order, those that pass
-validation) in one process; each figure is the median over ``repeats`` passes of the total time
+All peers run on the same 200 CoRE MOF 2019-ASR structures (the first 200 in CSV order that
+pass validation) in one process; each figure is the median over ``repeats`` passes of the total time
 for all structures. The edge counts of all peers are checked to agree.
 """
 
@@ -27,7 +27,7 @@ def main():
     from jmof.data import coremof
     from jmof.graph import radius_graph
 
-    dataset = coremof.load("2019-ASR", limit=int(args.n * 1.3) + 20, progress=False)
+    dataset = coremof.load("2019-ASR", progress=False)
     crystals = list(dataset.crystals[: args.n])
     atoms = [c.to_ase() for c in crystals]
     structures = [c.to_pymatgen() for c in crystals]

@@ -91,7 +91,7 @@ def neighbor_list(
         cutoff: Å, pairs with distance < cutoff are kept.
 
     Returns:
-        ``(i, j, S)``: [E] int32, [E] int32 and [E, 3] int32, sorted by ``i`` then ``j``;
+        ``(i, j, S)``: [E] int32, [E] int32 and [E, 3] int32 in vesin's (deterministic) order;
         ``positions[j] - positions[i] + S @ cell`` is the pair vector. An atom's own periodic
         images are included (``i == j``, ``S != 0``), the atom itself is not.
     """
@@ -105,7 +105,7 @@ def neighbor_list(
     if len(positions) == 0:
         empty = np.zeros(0, np.int32)
         return empty, empty, np.zeros((0, 3), np.int32)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, S = nl.compute(positions, cell, pbc, quantities="ijS")
     return i.astype(np.int32), j.astype(np.int32), S.astype(np.int32)
 

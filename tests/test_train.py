@@ -319,3 +319,32 @@ def test_load_errors(tmp_path, monkeypatch):
 
     with pytest.raises(TypeError, match="module level"):
         checkpoint.save_model(tmp_path / "local", {"w": jnp.ones(2)}, Local())
+
+
+def test_resume_after_sigkill(runs, tmp_path):
+    """A process killed by SIGKILL (no handler runs, saves may be in flight) resumes exactly."""
+    import signal
+    import subprocess
+
+    ckpt = tmp_path / "killed"
+    script = f"""
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("t", {str(__file__)!r})
+t = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(t)
+
+def killing_batches_fn(epoch):
+    for i, batch in enumerate(t._batches_fn(epoch)):
+        if (epoch, i) == (1, 5):  # step 12: after the save at step 12 was started
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield batch
+
+t._fit({str(ckpt)!r}, batches_fn=killing_batches_fn)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    resumed = _fit(ckpt)
+    _assert_trees_equal(runs["a"].state, resumed.state)
+    _assert_trees_equal(runs["a"].best_params, resumed.best_params)
+    steps = [r["step"] for r in _log(ckpt)]
+    assert steps == sorted(set(steps))

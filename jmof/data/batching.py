@@ -2,8 +2,9 @@
 
 Structures are packed into batches by a node budget and an edge budget rather than by a fixed
 number of structures, so that almost every batch of an epoch has the same capacities
-``(n_node, n_edge, n_graph)`` and ``jit`` compiles once. Structures larger than the budget get
-a batch of their own, padded to a bucket of :func:`jmof.graph.bucket_size`.
+``(n_node, n_edge, n_graph)`` and ``jit`` compiles once. A structure larger than the budget gets
+a batch of its own whose capacities are the common ones times a power of two, so that even the
+largest structures add only a few compiled shapes.
 """
 
 from __future__ import annotations
@@ -95,23 +96,26 @@ def pack(
 def capacity_for(
     n_node: np.ndarray, n_edge: np.ndarray, batch_nodes: int, n_graph: int | None = None
 ) -> Capacity:
-    """Default capacities for a node budget: edges in proportion to the data's edges per node
-    (with 5 % slack), graphs enough for the smallest structures, all on the bucket ladder."""
+    """Default capacities for a node budget: the node budget on the bucket ladder, edges in
+    proportion to the data's edges per node (rounded up to a multiple of 256), graphs enough for
+    a batch of the smallest structures (5th percentile)."""
     n_node, n_edge = np.asarray(n_node), np.asarray(n_edge)
     ratio = n_edge.sum() / max(n_node.sum(), 1)
     N = bucket_size(batch_nodes)
-    E = bucket_size(int(np.ceil(1.05 * ratio * (N - 1))))
+    E = max(256, 256 * int(np.ceil(ratio * (N - 1) / 256)))
     if n_graph is None:
         smallest = max(int(np.percentile(n_node, 5)) if len(n_node) else 1, 1)
         n_graph = int(np.ceil((N - 1) / smallest)) + 1
     return Capacity(N, E, int(n_graph))
 
 
-def _pad_shape(capacity: Capacity, nodes: int, edges: int, graphs: int) -> Capacity:
-    """The capacity of a batch: the common one, or a bucketed one for an oversize structure."""
-    if nodes + 1 <= capacity.n_node and edges <= capacity.n_edge and graphs + 1 <= capacity.n_graph:
-        return capacity
-    return Capacity(bucket_size(nodes + 1), bucket_size(edges), graphs + 1)
+def _pad_shape(capacity: Capacity, nodes: int, edges: int) -> Capacity:
+    """The capacity of a batch: the common one, or for a structure bigger than the budget the
+    common one times the smallest power of two that holds it (few shapes for any size)."""
+    k = 1
+    while nodes + 1 > k * capacity.n_node or edges > k * capacity.n_edge:
+        k *= 2
+    return Capacity(k * capacity.n_node, k * capacity.n_edge, capacity.n_graph)
 
 
 _AUTO_KEEP_EDGES = 50_000_000  # ~1 GB of int32 senders, receivers and shifts
@@ -209,16 +213,11 @@ class GraphLoader:
         order = self.order(epoch)
         n_node, n_edge, capacity = self.n_node, self.n_edge, self.capacity
         bins = pack(n_node[order], n_edge[order], capacity, n_open=self.n_open)
-        out = []
+        plan = []
         for members in bins:
             idx = order[members]
-            out.append(
-                (
-                    idx,
-                    _pad_shape(capacity, int(n_node[idx].sum()), int(n_edge[idx].sum()), len(idx)),
-                )
-            )
-        return out
+            plan.append((idx, _pad_shape(capacity, int(n_node[idx].sum()), int(n_edge[idx].sum()))))
+        return plan
 
     def __call__(self, epoch: int = 0) -> Iterator[Batch]:
         values = self.dataset.target_array(list(self.targets))

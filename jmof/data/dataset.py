@@ -155,10 +155,28 @@ class Dataset:
         return counts.most_common()
 
 
+_CATEGORIES = (  # (pattern in a StructureError message or filter reason, category), first wins
+    (r"^filtered: elements", "filtered: elements"),
+    (r"^filtered: .*max_atoms", "filtered: too many atoms"),
+    (r"Å apart", "overlapping atoms (closer than the physical minimum)"),
+    (r"partially occupied|occupancy", "partially occupied sites (disorder)"),
+    (r"file is empty", "empty file"),
+    (r"binary", "binary file"),
+    (r"truncated|incomplete|ends inside", "truncated file"),
+    (r"no unit cell|cell", "invalid cell"),
+    (r"element|species", "unknown element"),
+    (r"not finite|non-finite|NaN|infinite", "non-finite coordinates"),
+    (r"data block", "data blocks"),
+)
+
+
 def failure_category(reason: str) -> str:
-    """A short category of a failure reason, without structure-specific numbers."""
+    """A short category of a failure reason (validation error or filter), for summary tables."""
     import re
 
+    for pattern, category in _CATEGORIES:
+        if re.search(pattern, reason):
+            return category
     text = re.sub(r"\([^)]*\)", "", reason)
     text = re.sub(r"\d+(\.\d+)?", "#", text)
     return " ".join(text.split())[:80]

@@ -76,3 +76,23 @@ def test_graphs_rebuilt_on_demand_equal_kept_ones(loader):
     kept, rebuilt = next(iter(loader(1))), next(iter(lean(1)))
     np.testing.assert_array_equal(kept.graph.senders, rebuilt.graph.senders)
     np.testing.assert_array_equal(kept.graph.shifts, rebuilt.graph.shifts)
+
+
+def test_oversize_structures_get_power_of_two_capacities(loader):
+    small = GraphLoader(loader.dataset, cutoff=5.0, batch_nodes=128, keep_graphs=False)
+    cap = small.capacity
+    assert (small.n_node + 1 > cap.n_node).any()
+    for idx, shape in small.plan(0):
+        k = shape.n_node // cap.n_node
+        assert (
+            k & (k - 1) == 0 and shape.n_node == k * cap.n_node and shape.n_edge == k * cap.n_edge
+        )
+        assert (
+            small.n_node[idx].sum() + 1 <= shape.n_node and small.n_edge[idx].sum() <= shape.n_edge
+        )
+        if k > 1:
+            assert len(idx) == 1
+            assert (
+                small.n_node[idx[0]] + 1 > shape.n_node // 2
+                or small.n_edge[idx[0]] > shape.n_edge // 2
+            )
