@@ -329,7 +329,7 @@ def test_resume_after_sigkill(runs, tmp_path):
     ckpt = tmp_path / "killed"
     script = f"""
 import importlib.util, os, signal, sys
-spec = importlib.util.spec_from_file_location("t", {str(__file__)!r})
+spec = importlib.util.spec_from_file_location("test_train", {str(__file__)!r})
 t = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(t)
 
