@@ -84,9 +84,12 @@ def main():
     )
     for reason, count in table:
         print(f"{count:6d}  {reason}")
+    severity = overlap_severity([r for _, r in reasons])
+    print("overlap failures by d / d_min:", severity)
     save(
         "io",
         {
+            "overlap_severity": severity,
             "n_files": len(paths),
             "passes_s": runs,
             "median_s": median,
@@ -100,6 +103,20 @@ def main():
             "failures": reasons,
         },
     )
+
+
+def overlap_severity(reasons: list[str]) -> dict[str, int]:
+    """Count overlap failures by how far below the minimum they are: d / d_min in bins."""
+    import re
+
+    ratios = []
+    for reason in reasons:
+        match = re.search(r"are ([\d.]+) Å apart.*?minimum for \S+ is ([\d.]+) Å", reason)
+        if match:
+            ratios.append(float(match.group(1)) / float(match.group(2)))
+    edges = [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0]
+    counts = np.histogram(ratios, bins=edges)[0]
+    return {f"{a:.1f}-{b:.1f}": int(c) for a, b, c in zip(edges[:-1], edges[1:], counts)}
 
 
 if __name__ == "__main__":
