@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 ENTRY_POINT_GROUP = "jmof.commands"
+_MAX_WIDE_COLUMNS = 6  # a table with more columns is printed per record (field, value)
+_MAX_TALL_RECORDS = 20  # ... unless there are so many records that one wide table is better
 
 
 class CLIError(Exception):
@@ -44,13 +46,26 @@ def _print_records(records: list[dict], as_json: bool, title: str | None = None)
         return
     if not records:
         return
-    table = Table(title=title)
+    console = Console()
     columns = list(dict.fromkeys(k for r in records for k in r))
+    if len(columns) > _MAX_WIDE_COLUMNS and len(records) <= _MAX_TALL_RECORDS:
+        # Few records, many fields: one two-column table per record reads better.
+        for record in records:
+            console.print(f"[bold]{record.get('name', title or '')}[/bold]", highlight=False)
+            table = Table(show_header=False)
+            table.add_column("field", style="bold")
+            table.add_column("value", overflow="fold")
+            for column in columns:
+                if column != "name":
+                    table.add_row(column, _fmt(record.get(column, "")))
+            console.print(table)
+        return
+    table = Table(title=title)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for record in records:
         table.add_row(*(_fmt(record.get(c, "")) for c in columns))
-    Console().print(table)
+    console.print(table)
 
 
 def _fmt(value) -> str:
@@ -142,8 +157,21 @@ def info(
 ):
     """Formula, atoms, cell, density and validation result of structure files."""
     records = [crystal_record(path, disorder=disorder) for path in files]
-    shown = records if as_json else [{k: v for k, v in r.items() if v != []} for r in records]
-    _print_records(shown, as_json)
+    if as_json:
+        _print_records(records, as_json=True)
+    else:
+        # Reasons and warnings are sentences: listed under the table rather than squeezed in it.
+        table = [
+            {k: ("ok" if v == "ok" else "INVALID") if k == "valid" else v for k, v in r.items()}
+            for r in records
+        ]
+        _print_records([{k: v for k, v in r.items() if k != "warnings"} for r in table], False)
+        console = Console()
+        for r in records:
+            if r["valid"] != "ok":
+                console.print(f"[red]{r['name']}[/red]: {r['valid']}", highlight=False)
+            for warning in r["warnings"]:
+                console.print(f"[yellow]{r['name']}[/yellow]: warning: {warning}", highlight=False)
     if any(r["valid"] != "ok" for r in records):
         raise typer.Exit(1)
 
@@ -273,26 +301,27 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         result = build_app()(args=argv, standalone_mode=False)
-    except (StructureError, CLIError, FileNotFoundError, KeyError, ValueError) as err:
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except typer.Abort:
+        return 130
+    except typer.exceptions.TyperException as err:  # usage errors: message and usage line
+        err.show()
+        return getattr(err, "exit_code", 2)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except (StructureError, CLIError, OSError, KeyError, ValueError) as err:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except typer.Exit as exit_:
-        return exit_.exit_code
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
-            return 130
+    except Exception as err:
         if debug:
             raise
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(
+            f"error: {type(err).__name__}: {err} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return result if isinstance(result, int) else 0
 

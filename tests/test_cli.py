@@ -59,6 +59,9 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert "empty.cif" in err and "Traceback" not in err
     assert main(["graph", str(STRUCTURES / "bom.cif"), "--cutoff", "-1"]) == 1
     assert "--cutoff" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert "No such command" in err and "Traceback" not in err
 
 
 def test_data_coremof_report(tmp_path, capsys):
