@@ -84,9 +84,7 @@ def destandardize(outputs, mean, std, kinds: Sequence[str]) -> jax.Array:
     outputs = jnp.asarray(outputs)
     mean = jnp.asarray(mean, outputs.dtype)
     std = jnp.asarray(std, outputs.dtype)
-    return jnp.where(
-        _is_classification(kinds), jax.nn.sigmoid(outputs), outputs * std + mean
-    )
+    return jnp.where(_is_classification(kinds), jax.nn.sigmoid(outputs), outputs * std + mean)
 
 
 def masked_loss(
@@ -135,7 +133,8 @@ def masked_loss(
         regression = err**2
     else:
         a = jnp.abs(err)
-        regression = jnp.where(a <= huber_delta, 0.5 * err**2, huber_delta * (a - 0.5 * huber_delta))
+        linear = huber_delta * (a - 0.5 * huber_delta)
+        regression = jnp.where(a <= huber_delta, 0.5 * err**2, linear)
     bce = jax.nn.softplus(outputs) - scaled * outputs
     per_entry = jnp.where(classification, bce, regression)
     count = jnp.sum(mask, axis=0)  # [T]

@@ -10,7 +10,7 @@ largest structures add only a few compiled shapes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -139,6 +139,8 @@ class GraphLoader:
         seed: integer seed of the shuffle.
         n_open: see :func:`pack`.
         keep_graphs: keep neighbour lists in memory (None: only if under ~1 GB).
+        graph_fn: a host-side transform of each structure's radius graph (e.g. keep the k
+            nearest neighbours); batch capacities follow from the transformed graphs.
         progress: show a progress bar while building neighbour lists.
     """
 
@@ -150,6 +152,7 @@ class GraphLoader:
     seed: int = 0
     n_open: int = 8
     keep_graphs: bool | None = None
+    graph_fn: Callable[[Graph], Graph] | None = None
     progress: bool = False
     _counts: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     _graphs: list[Graph] | None = dataclasses.field(default=None, repr=False)
@@ -162,8 +165,8 @@ class GraphLoader:
         keep, kept_edges = self.keep_graphs is not False, 0
         with progress_bar(self.progress) as bar:
             task = bar.add_task(f"neighbour lists ({self.cutoff:g} Å)", total=len(self.dataset))
-            for crystal in self.dataset.crystals:
-                graph = radius_graph(crystal, self.cutoff)
+            for k in range(len(self.dataset)):
+                graph = self._build(k)
                 n_node.append(int(graph.n_node[0]))
                 n_edge.append(int(graph.n_edge[0]))
                 if keep:
@@ -181,7 +184,11 @@ class GraphLoader:
             self._scan()
         if self._graphs is not None:
             return self._graphs[k]
-        return radius_graph(self.dataset.crystals[k], self.cutoff)
+        return self._build(k)
+
+    def _build(self, k: int) -> Graph:
+        graph = radius_graph(self.dataset.crystals[k], self.cutoff)
+        return graph if self.graph_fn is None else self.graph_fn(graph)
 
     @property
     def n_node(self) -> np.ndarray:

@@ -189,40 +189,48 @@ def parse(
     *,
     workers: int | None = None,
     progress: bool = True,
-    limit: int | None = None,
+    names: Sequence[str] | None = None,
     read_options: dict | None = None,
-) -> Path:
-    """Parse every CIF of a subset once into ``.npz`` chunks; resumes an interrupted parse.
+) -> list[Path]:
+    """Parse the CIFs of a subset once into ``.npz`` chunks; resumes an interrupted parse.
+
+    Chunk ``k`` always holds the names ``CHUNK_SIZE * k`` to ``CHUNK_SIZE * (k + 1) - 1`` of the
+    CSV, whoever asked for it, so partial requests never overwrite or thrash the cache.
 
     Args:
         subset: ``"2014"``, ``"2019-ASR"`` or ``"2019-FSR"``.
         workers: parallel processes (default: CPU count).
         progress: show a progress bar.
-        limit: parse only the first ``limit`` names (in CSV order): for quick looks and tests.
+        names: parse only the chunks that hold these names (default: all).
         read_options: keyword arguments for :func:`jmof.read` (e.g. ``{"disorder": "majority"}``).
 
     Returns:
-        The directory of parsed chunks.
+        The chunk files that hold ``names``.
     """
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     read_options = dict(read_options or {})
     cif_dir = extract(subset, progress=progress)
-    names = list_names(subset)[:limit]
+    all_names = list_names(subset)
+    position = {name: k for k, name in enumerate(all_names)}
+    wanted = all_names if names is None else names
+    chunks = sorted({position[name] // CHUNK_SIZE for name in wanted})
     out_dir = subset_dir(subset) / f"parsed-{_parse_key(read_options)}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for start in range(0, len(names), CHUNK_SIZE):
-        path = out_dir / f"chunk-{start // CHUNK_SIZE:05d}.npz"
-        chunk = names[start : start + CHUNK_SIZE]
+    paths, jobs = [], []
+    for k in chunks:
+        path = out_dir / f"chunk-{k:05d}.npz"
+        paths.append(path)
+        chunk = all_names[k * CHUNK_SIZE : (k + 1) * CHUNK_SIZE]
         if path.exists() and _chunk_names(path) == set(chunk):
             continue
         jobs.append((chunk, str(cif_dir), str(path), read_options))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    total = min(len(all_names), len(chunks) * CHUNK_SIZE)
     with _progress(progress) as bar:
-        task = bar.add_task(f"parsing CoRE MOF {subset}", total=len(names))
-        bar.advance(task, len(names) - sum(len(j[0]) for j in jobs))
+        task = bar.add_task(f"parsing CoRE MOF {subset}", total=total)
+        bar.advance(task, total - sum(len(j[0]) for j in jobs))
         if workers == 1:
             for job in jobs:
                 _parse_chunk(job)
@@ -232,7 +240,7 @@ def parse(
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 for job, _ in zip(jobs, pool.map(_parse_chunk, jobs)):
                     bar.advance(task, len(job[0]))
-    return out_dir
+    return paths
 
 
 def _chunk_names(path: Path) -> set[str]:
@@ -260,7 +268,8 @@ def load(
     Args:
         subset: ``"2014"``, ``"2019-ASR"`` or ``"2019-FSR"``.
         names: only these structures (they must be in the subset).
-        limit: only the first ``limit`` structures of the CSV (parses only those).
+        limit: only the first ``limit`` structures of the CSV (parses only the chunks that
+            hold them).
         max_atoms, elements: filters, see :meth:`Dataset.filter`.
         workers, progress, read_options: see :func:`parse`.
     """
@@ -269,13 +278,14 @@ def load(
         unknown = sorted(set(names) - set(all_names))
         if unknown:
             raise KeyError(f"{len(unknown)} names not in CoRE MOF {subset}: {unknown[:5]}")
-    parsed = parse(
-        subset, workers=workers, progress=progress, limit=limit, read_options=read_options
+    requested = all_names[:limit] if names is None else list(names)
+    chunk_paths = parse(
+        subset, workers=workers, progress=progress, names=requested, read_options=read_options
     )
-    wanted = set(all_names[:limit] if names is None else names)
+    wanted = set(requested)
     crystals: dict[str, Crystal] = {}
     failures: list[Failure] = []
-    for path in sorted(parsed.glob("chunk-*.npz")):
+    for path in chunk_paths:
         with np.load(path) as z:
             offsets = np.concatenate([[0], np.cumsum(z["counts"])])
             species, positions, cells = z["species"], z["positions"], z["cells"]
@@ -290,7 +300,7 @@ def load(
             for name, reason in zip(z["failed"].tolist(), z["reasons"].tolist()):
                 if name in wanted:
                     failures.append(Failure(name, reason))
-    order = [n for n in (all_names if names is None else names) if n in crystals]
+    order = [n for n in requested if n in crystals]
     table = properties(subset)
     targets = {
         key: np.array([float(table[n][key]) for n in order], dtype=np.float64)

@@ -109,17 +109,29 @@ def test_filters_record_what_they_drop(asr):
 def test_parse_resumes_after_interruption(tmp_path, monkeypatch):
     monkeypatch.setenv("JMOF_CACHE", str(tmp_path))
     monkeypatch.setattr(coremof, "CHUNK_SIZE", 5)
-    out = coremof.parse("2019-ASR", limit=15, workers=1, progress=False)
-    chunks = sorted(out.glob("chunk-*.npz"))
-    assert len(chunks) == 3
+    first = coremof.list_names("2019-ASR")[:15]
+    chunks = coremof.parse("2019-ASR", names=first, workers=1, progress=False)
+    assert len(chunks) == 3 and all(p.exists() for p in chunks)
     mtimes = {p: p.stat().st_mtime_ns for p in chunks}
     chunks[1].unlink()  # as if killed while writing the second chunk
-    coremof.parse("2019-ASR", limit=15, workers=1, progress=False)
+    coremof.parse("2019-ASR", names=first, workers=1, progress=False)
     assert chunks[1].exists()
     assert chunks[0].stat().st_mtime_ns == mtimes[chunks[0]]
     assert chunks[2].stat().st_mtime_ns == mtimes[chunks[2]]
     dataset = coremof.load("2019-ASR", limit=15, workers=1, progress=False)
     assert len(dataset) + len(dataset.failures) == 15
+    # A request that is not a whole number of chunks parses whole chunks, never a partial one.
+    coremof.load("2019-ASR", limit=7, workers=1, progress=False)
+    assert (
+        chunks[1].stat().st_mtime_ns
+        == coremof.parse("2019-ASR", names=first[5:10], workers=1, progress=False)[0]
+        .stat()
+        .st_mtime_ns
+    )
+    with np.load(chunks[1]) as z:
+        assert len(z["names"]) + len(z["failed"]) == 5
+    picked = coremof.load("2019-ASR", names=[first[12]], workers=1, progress=False)
+    assert len(picked) + len(picked.failures) == 1
 
 
 def test_interrupted_extraction_leaves_no_partial_cache(tmp_path, monkeypatch):
