@@ -85,7 +85,8 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     plots: bool = True,
-) -> Predictor:
+    stop_after_steps: int | None = None,
+) -> Predictor | None:
     """Train an ensemble of CGCNNs on the train split of ``dataset`` and evaluate it on the test
     split (splits by name hash, :func:`jmof.data.split_of`).
 
@@ -107,6 +108,9 @@ def fit(
           cosine decay, early stopping on the validation loss).
         progress: progress bars.
         plots: write PNG plots.
+        stop_after_steps: train at most this many more steps in this call, checkpoint and
+            return None if training is not finished (long runs in resumable chunks: call again
+            with the same arguments to continue).
     """
     out_dir = Path(out_dir)
     targets = tuple(targets)
@@ -145,9 +149,10 @@ def fit(
         config=ensemble,
         patience=patience,
         progress=progress,
+        stop_after_steps=stop_after_steps,
     )
     if not result.complete:
-        raise RuntimeError("training stopped before the end")  # pragma: no cover
+        return None
     model_dir = out_dir / MODEL_DIR
     if not model_dir.exists():
         checkpoint.save_model(model_dir, result.best_params, ensemble)

@@ -13,6 +13,12 @@ from jmof.structure import Crystal
 SPLITS = ("train", "val", "test")
 
 
+def _name_hash(name: str, salt: str) -> float:
+    """A number in [0, 1) from SHA-256 of ``salt/name``: the same on every machine."""
+    digest = hashlib.sha256(f"{salt}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_of(name: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), salt: str = "jmof") -> str:
     """The split (``"train"``, ``"val"`` or ``"test"``) a structure belongs to, from its name alone.
 
@@ -24,8 +30,7 @@ def split_of(name: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), salt: str 
         raise ValueError(
             f"fractions must be three non-negative numbers summing to 1, got {fractions}"
         )
-    digest = hashlib.sha256(f"{salt}/{name}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = _name_hash(name, salt)
     edges = np.cumsum(fractions)
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
 
@@ -138,6 +143,15 @@ class Dataset:
         reasons = [reason(k) for k in range(len(self))]
         keep = [k for k, r in enumerate(reasons) if r is None]
         return self.take(keep, dropped_reason=lambda k: reasons[k])
+
+    def sample(self, n: int, salt: str = "jmof-sample") -> Dataset:
+        """``n`` structures chosen by a hash of their names (deterministic, independent of the
+        dataset's order, and a sample of n is contained in every larger sample), kept in
+        dataset order."""
+        if n >= len(self):
+            return self
+        ranked = sorted(range(len(self)), key=lambda k: _name_hash(self.names[k], salt))
+        return self.take(sorted(ranked[:n]))
 
     def split(
         self, fractions: Sequence[float] = (0.8, 0.1, 0.1), salt: str = "jmof"

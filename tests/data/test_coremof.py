@@ -155,3 +155,14 @@ def test_interrupted_extraction_leaves_no_partial_cache(tmp_path, monkeypatch):
 def test_dataset_validates_lengths():
     with pytest.raises(ValueError, match="names"):
         Dataset("x", ("a",), ())
+
+
+def test_sample_is_deterministic_and_nested(asr):
+    small, large = asr.sample(10), asr.sample(25)
+    assert len(small) == 10 and len(large) == 25
+    assert set(small.names) <= set(large.names)
+    assert small.names == asr.sample(10).names
+    assert list(small.names) == [n for n in asr.names if n in set(small.names)]  # dataset order
+    reordered = asr.take(range(len(asr) - 1, -1, -1))
+    assert set(reordered.sample(10).names) == set(small.names)
+    assert asr.sample(10_000) is asr

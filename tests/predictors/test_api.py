@@ -114,3 +114,15 @@ def test_load_refuses_other_checkpoints(tmp_path):
     save_model(tmp_path / "m", {"w": np.zeros(2)}, SMALL)
     with pytest.raises(ValueError, match="not a predictors model"):
         predictors.load(tmp_path / "m")
+
+
+def test_training_in_chunks_equals_one_call(run, tmp_path):
+    dataset, out, model = run
+    kwargs = dict(
+        config=SMALL, n_models=2, n_epochs=3, batch_nodes=1024, progress=False, plots=False
+    )
+    assert predictors.fit(dataset, TARGETS, out_dir=tmp_path, stop_after_steps=2, **kwargs) is None
+    chunked = predictors.fit(dataset, TARGETS, out_dir=tmp_path, **kwargs)
+    a = predictors.predict(model, dataset.crystals[:5])[0]
+    b = predictors.predict(chunked, dataset.crystals[:5])[0]
+    np.testing.assert_array_equal(a, b)

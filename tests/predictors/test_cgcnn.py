@@ -365,3 +365,18 @@ def test_short_training_reduces_validation_loss():
     density = val[0].targets[val[0].target_mask[:, 0], 0]  # g/cm³
     mae = result.history[-1]["val"]["mae_cm3_g"]
     assert mae < 0.9 * np.mean(np.abs(density - config.mean[0])), mae  # beats the train mean
+
+
+def test_cell_descriptors_match_crystal_density(x64):
+    from jmof.data import coremof
+    from jmof.graph import batch, radius_graph, to_device
+    from predictors.cgcnn import cell_descriptors
+
+    dataset = coremof.load("2019-ASR", limit=250, max_atoms=60, progress=False)
+    crystals = dataset.crystals[:3]
+    graph = to_device(batch([radius_graph(c, 3.0) for c in crystals]), jnp.float64)
+    values = np.asarray(cell_descriptors(graph))
+    expected = [[np.log(c.density), np.log(c.volume / c.n_atoms)] for c in crystals]
+    np.testing.assert_allclose(values[:3], expected, rtol=1e-12)
+    np.testing.assert_array_equal(values[3:], 0.0)
+    np.testing.assert_allclose(values[:3, 0], np.log(dataset.targets["cm3_g"][:3]), atol=2e-3)
