@@ -96,14 +96,15 @@ class FitResult:
 
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, key, *, ema: bool = False):
-    """A step-0 TrainState holding its own copies of ``params`` (a step donates its input)."""
+    """A step-0 TrainState holding its own copies of ``params`` and ``key`` (a step donates its
+    input, so the caller's arrays must not be the state's buffers)."""
     params = jax.tree.map(_fresh, params)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=jax.tree.map(_fresh, optimizer.init(params)),
         ema_params=jax.tree.map(_fresh, params) if ema else None,
-        key=_key_parts(key)[0],
+        key=_fresh(_key_parts(key)[0]),
     )
 
 

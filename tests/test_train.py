@@ -348,3 +348,19 @@ t._fit({str(ckpt)!r}, batches_fn=killing_batches_fn)
     _assert_trees_equal(runs["a"].best_params, resumed.best_params)
     steps = [r["step"] for r in _log(ckpt)]
     assert steps == sorted(set(steps))
+
+
+def test_caller_key_and_params_survive_training():
+    """A step donates its state: the caller's key and params must stay usable, with fit and
+    with init_state plus a donating jitted step."""
+    key = jax.random.key(3)
+    params = MODEL.init(jax.random.key(0), X[:1])
+    train.fit(
+        _loss_fn, params, _batches_fn, optimizer=_optimizer(), n_epochs=1, key=key, progress=False
+    )
+    with jax.debug_nans(False):  # NaN checking keeps the donated buffers alive
+        state = train.init_state(params, _optimizer(), key)
+        step = jax.jit(train.train_step_fn(_loss_fn, _optimizer()), donate_argnums=0)
+        state, _ = step(state, next(_batches_fn(0)))
+    assert jax.random.normal(key, ()).shape == ()  # "Array has been deleted" if it was donated
+    assert np.isfinite(np.asarray(jax.tree.leaves(params)[0])).all()

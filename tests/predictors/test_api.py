@@ -17,22 +17,14 @@ TARGETS = ("LCD", "cm3_g", "Has_OMS")
 SMALL = CGCNNConfig(
     cutoff=6.0, max_neighbors=8, n_gaussians=16, features=16, n_conv=1, hidden=(16,)
 )
+FIT = dict(config=SMALL, n_models=2, n_epochs=3, batch_nodes=1024, progress=False)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     dataset = coremof.load("2019-ASR", limit=3000, max_atoms=80, progress=False)
     out = tmp_path_factory.mktemp("predictor")
-    model = predictors.fit(
-        dataset,
-        TARGETS,
-        out_dir=out,
-        config=SMALL,
-        n_models=2,
-        n_epochs=3,
-        batch_nodes=1024,
-        progress=False,
-    )
+    model = predictors.fit(dataset, TARGETS, out_dir=out, **FIT)
     return dataset, out, model
 
 
@@ -74,17 +66,7 @@ def test_metrics_match_a_hand_computation(run):
 
 def test_fit_again_resumes_instead_of_retraining(run):
     dataset, out, model = run
-    again = predictors.fit(
-        dataset,
-        TARGETS,
-        out_dir=out,
-        config=SMALL,
-        n_models=2,
-        n_epochs=3,
-        batch_nodes=1024,
-        progress=False,
-        plots=False,
-    )
+    again = predictors.fit(dataset, TARGETS, out_dir=out, plots=False, **FIT)
     for a, b in zip(
         np.asarray(predictors.predict(model, dataset.crystals[:5])[0]),
         np.asarray(predictors.predict(again, dataset.crystals[:5])[0]),
@@ -118,9 +100,7 @@ def test_load_refuses_other_checkpoints(tmp_path):
 
 def test_training_in_chunks_equals_one_call(run, tmp_path):
     dataset, out, model = run
-    kwargs = dict(
-        config=SMALL, n_models=2, n_epochs=3, batch_nodes=1024, progress=False, plots=False
-    )
+    kwargs = dict(FIT, plots=False)
     assert predictors.fit(dataset, TARGETS, out_dir=tmp_path, stop_after_steps=2, **kwargs) is None
     chunked = predictors.fit(dataset, TARGETS, out_dir=tmp_path, **kwargs)
     a = predictors.predict(model, dataset.crystals[:5])[0]
