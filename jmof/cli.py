@@ -183,14 +183,13 @@ def graph_record(path: Path, cutoff: float) -> dict:
     """Neighbour statistics of one structure at a cutoff."""
     import numpy as np
 
-    from jmof.graph import radius_graph
+    from jmof.graph import host_edge_lengths, radius_graph
     from jmof.structure import read
 
     crystal = read(path)
     graph = radius_graph(crystal, cutoff)
-    i, j, S = graph.senders, graph.receivers, graph.shifts
-    vectors = crystal.positions[j] - crystal.positions[i] + S @ np.asarray(crystal.cell)
-    distances = np.linalg.norm(vectors, axis=1)
+    i, j = graph.senders, graph.receivers
+    distances = host_edge_lengths(graph)
     degree = np.bincount(i, minlength=crystal.n_atoms)
     pairs = np.unique(np.stack([i, j], 1), axis=0, return_counts=True)[1] if len(i) else np.zeros(1)
     return {

@@ -285,6 +285,16 @@ def unbatch(graph: Graph) -> list[Graph]:
     return out
 
 
+def host_edge_lengths(graph: Graph) -> np.ndarray:
+    """[E] Å, edge lengths in float64 NumPy on the host (the formula of :func:`edge_vectors`);
+    for host-side work such as statistics or neighbour truncation, not for gradients."""
+    positions = np.asarray(graph.positions, np.float64)
+    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
+    cell = np.asarray(graph.cell, np.float64)[np.asarray(graph.node_graph)[senders]]
+    offsets = np.einsum("ei,eij->ej", np.asarray(graph.shifts, np.float64), cell)
+    return np.linalg.norm(positions[receivers] - positions[senders] + offsets, axis=-1)
+
+
 # --- geometry (device, differentiable) -------------------------------------------------------
 
 

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmof.data.batching import GraphLoader
-from jmof.graph import Graph, batch, edge_lengths, radius_graph, unbatch
+from jmof.graph import Graph, batch, edge_lengths, host_edge_lengths, radius_graph, unbatch
 from jmof.structure import Crystal
 from predictors.standardize import KINDS, destandardize, fit_standardization, masked_loss
 
@@ -153,15 +153,6 @@ class CGCNNConfig:
 # --- graphs (host) ---------------------------------------------------------------------------
 
 
-def _host_lengths(graph: Graph) -> np.ndarray:
-    """[E] Å, edge lengths in float64 NumPy (the same formula as jmof.graph.edge_vectors)."""
-    positions = np.asarray(graph.positions, np.float64)
-    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
-    cell = np.asarray(graph.cell, np.float64)[np.asarray(graph.node_graph)[senders]]
-    offsets = np.einsum("ei,eij->ej", np.asarray(graph.shifts, np.float64), cell)
-    return np.linalg.norm(positions[receivers] - positions[senders] + offsets, axis=-1)
-
-
 def nearest_neighbors(graph: Graph, k: int, *, tolerance: float = 1e-4) -> Graph:
     """Keep the edges from the ``k`` nearest neighbours of every atom (host side, NumPy).
 
@@ -191,7 +182,7 @@ def nearest_neighbors(graph: Graph, k: int, *, tolerance: float = 1e-4) -> Graph
         parts = [nearest_neighbors(g, k, tolerance=tolerance) for g in unbatch(graph)]
         return batch(parts, n_node=n_node, n_edge=n_edge, n_graph=n_graph)
     receivers = np.asarray(graph.receivers)
-    lengths = _host_lengths(graph)
+    lengths = host_edge_lengths(graph)
     n_nodes = len(np.asarray(graph.species))
     order = np.lexsort((lengths, receivers))  # by receiver, then length
     counts = np.bincount(receivers, minlength=n_nodes)

@@ -216,3 +216,14 @@ def test_ase_molecule_without_cell():
         (1, 0),
         (2, 0),
     ]
+
+
+def test_host_edge_lengths_match_device_lengths(x64):
+    from jmof.graph import host_edge_lengths
+
+    padded = batch([radius_graph(SYNTHETIC[n], 4.0) for n in ("skewed", "thin")])
+    np.testing.assert_allclose(
+        host_edge_lengths(padded),
+        np.asarray(_edge_lengths(to_device(padded, jnp.float64))),
+        atol=1e-12,
+    )
