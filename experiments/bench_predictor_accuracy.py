@@ -2,6 +2,7 @@
 
     python experiments/bench_predictor_accuracy.py --run single [--train-size 0] [--budget-steps N]
     python experiments/bench_predictor_accuracy.py --run ensemble        # K = 5, trained by vmap
+    python experiments/bench_predictor_accuracy.py --learning-curve      # all, then 5,000 … 500
     python experiments/bench_predictor_accuracy.py --summarize           # table of finished runs
 
 Same data and split as ``bench_predictor_baselines.py``: every 2019-ASR structure that passes
@@ -9,9 +10,12 @@ validation, 80/10/10 by name hash; targets LCD, PLD, density (cm3_g), ASA_m2_g, 
 and Has_OMS (classification). The graph network is ``predictors.fit`` with the default CGCNN
 (8 Å, 12 nearest neighbours, 64 features, 3 convolutions), Adam with cosine decay, early
 stopping on the validation loss. ``--train-size N`` trains on the first N training structures
-of a fixed shuffled order (a learning-curve point; 0 = all).
+of a fixed shuffled order (a learning-curve point; 0 = all). Every run trains for ``--epochs``
+(default 15) epochs, or more on small training sets: at least ``MIN_PASSES`` structure passes
+(30,000: 60 epochs at 500, 30 at 1,000, 15 at 2,000), so that a small set is not judged after a
+few hundred optimiser steps.
 
-Training is long on a 2-core CPU (about 40 structures/s), so a run trains in resumable chunks:
+Training is long on a 2-core CPU (about 30-40 structures/s), so a run trains in resumable chunks:
 ``--budget-steps`` stops after that many steps with a checkpoint under ``experiments/runs/`` and
 the same command continues it. A finished run writes ``experiments/results/cgcnn_<run>.json``.
 """
@@ -28,6 +32,16 @@ from _common import RESULTS, save
 TARGETS = ("LCD", "PLD", "cm3_g", "ASA_m2_g", "AV_VF", "Has_OMS")
 KINDS = ("regression",) * 5 + ("classification",)
 RUNS = Path(__file__).parent / "runs"
+MIN_PASSES = 30_000
+CURVE_SIZES = (0, 5000, 2000, 1000, 500)  # the full run first: it fills the main table
+
+
+def epochs_for(train_size: int, epochs: int) -> int:
+    """Epochs for a run on ``train_size`` structures (0 = all): ``epochs``, raised so that the run
+    makes at least ``MIN_PASSES`` structure passes."""
+    if not train_size:
+        return epochs
+    return max(epochs, -(-MIN_PASSES // train_size))
 
 
 def run_name(kind: str, train_size: int) -> str:
@@ -53,7 +67,7 @@ def train(kind: str, train_size: int, epochs: int, budget_steps: int | None) -> 
         kinds=KINDS,
         out_dir=RUNS / name,
         n_models=5 if kind == "ensemble" else 1,
-        n_epochs=epochs,
+        n_epochs=epochs_for(train_size, epochs),
         stop_after_steps=budget_steps,
     )
     if model is None:
@@ -64,6 +78,7 @@ def train(kind: str, train_size: int, epochs: int, budget_steps: int | None) -> 
         f"cgcnn_{name}",
         {
             "run": name,
+            "epochs": epochs_for(train_size, epochs),
             "epochs_trained": len(report["history"]),
             "n_train": report["n_train"],
             "metrics": report["metrics"],
@@ -94,12 +109,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", choices=("single", "ensemble"))
     parser.add_argument("--train-size", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--learning-curve", action="store_true", help="single runs, all sizes")
     parser.add_argument("--budget-steps", type=int, default=None)
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args()
     if args.run:
         train(args.run, args.train_size, args.epochs, args.budget_steps)
+    if args.learning_curve:
+        for size in CURVE_SIZES:
+            if not (RESULTS / f"cgcnn_{run_name('single', size)}.json").exists():
+                train("single", size, args.epochs, args.budget_steps)
     if args.summarize:
         summarize()
 
