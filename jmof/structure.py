@@ -19,6 +19,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import jax
@@ -85,6 +86,33 @@ class Crystal:
         from ase.symbols import Symbols
 
         return Formula(str(Symbols(np.asarray(self.species)))).format("hill")
+
+    @property
+    def perpendicular_widths(self) -> np.ndarray:
+        """[3] Å, distance between opposite faces of the cell (the spacing of the lattice
+        planes spanned by b, c; c, a; a, b). A sphere of radius r fits the cell without touching
+        its own periodic image along every axis iff all widths exceed 2r."""
+        cell = np.asarray(self.cell, dtype=np.float64)
+        return self.volume / np.linalg.norm(
+            np.cross(np.roll(cell, -1, 0), np.roll(cell, -2, 0)), axis=1
+        )
+
+    def repeat(self, repeats: Sequence[int]) -> Crystal:
+        """The ``(na, nb, nc)`` supercell. Atom ``k`` of image ``m`` is at index
+        ``m * n_atoms + k``, images in C order over (a, b, c)."""
+        repeats = tuple(int(n) for n in repeats)
+        if len(repeats) != 3 or min(repeats) < 1:
+            raise ValueError(f"repeats must be three positive integers, got {repeats}")
+        cell = np.asarray(self.cell, np.float64)
+        grid = np.stack(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij"), -1)
+        offsets = grid.reshape(-1, 3) @ cell
+        positions = (offsets[:, None, :] + np.asarray(self.positions)[None]).reshape(-1, 3)
+        return Crystal(
+            species=np.tile(np.asarray(self.species), len(offsets)),
+            positions=positions,
+            cell=cell * np.asarray(repeats, np.float64)[:, None],
+            pbc=self.pbc,
+        )
 
     # --- conversions --------------------------------------------------------------------------
 

@@ -46,7 +46,6 @@ __all__ = [
     "assert_potential",
     "check_potential",
     "random_orthogonal",
-    "supercell",
 ]
 
 CHECKS = ("rotation", "translation", "permutation", "supercell", "forces_fd", "stress_fd")
@@ -79,23 +78,6 @@ def random_orthogonal(rng: np.random.Generator, reflect: bool) -> np.ndarray:
     if (np.linalg.det(q) < 0) != reflect:
         q[:, 0] = -q[:, 0]
     return q
-
-
-def supercell(crystal: Crystal, repeats: Sequence[int]) -> Crystal:
-    """The ``repeats = (na, nb, nc)`` supercell; atom ``k`` of image ``m`` is at index
-    ``m * n_atoms + k`` (images in C order over (a, b, c))."""
-    repeats = tuple(int(n) for n in repeats)
-    cell = np.asarray(crystal.cell, np.float64)
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij"), -1).reshape(-1, 3)
-    offsets = grid @ cell
-    positions = (offsets[:, None, :] + np.asarray(crystal.positions)[None]).reshape(-1, 3)
-    species = np.tile(np.asarray(crystal.species), len(grid))
-    return Crystal(
-        species=species,
-        positions=positions,
-        cell=cell * np.asarray(repeats)[:, None],
-        pbc=crystal.pbc,
-    )
 
 
 def _relative(a, b) -> float:
@@ -200,7 +182,7 @@ def _check_permutation(ev, crystal, ref, rng) -> tuple[float, str]:
 
 
 def _check_supercell(ev, crystal, ref, repeats) -> tuple[float, str]:
-    big = supercell(crystal, repeats)
+    big = crystal.repeat(repeats)
     out = ev(big)
     n_images = int(np.prod(repeats))
     err = max(

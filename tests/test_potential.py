@@ -13,7 +13,7 @@ import pytest
 from jmof.graph import batch, edge_vectors, radius_graph, safe_norm
 from jmof.potential import LennardJones, energy_forces_stress, sum_potentials
 from jmof.structure import Crystal
-from jmof.testing import CHECKS, check_potential, random_orthogonal, supercell
+from jmof.testing import CHECKS, check_potential, random_orthogonal
 
 EPS, SIG, CUT = 0.01, 3.0, 6.0
 LJ = LennardJones(cutoff=CUT)
@@ -127,11 +127,17 @@ def test_random_orthogonal_has_the_asked_determinant():
         assert np.sign(np.linalg.det(q)) == (-1 if reflect else 1)
 
 
-def test_supercell_tiles_atoms_in_image_order(skewed):
-    big = supercell(skewed, (2, 1, 3))
+def test_repeat_tiles_atoms_in_image_order(skewed):
+    big = skewed.repeat((2, 1, 3))
     assert big.n_atoms == 18
     np.testing.assert_allclose(big.positions[3:6], skewed.positions + skewed.cell[2])
     np.testing.assert_allclose(big.cell, skewed.cell * [[2], [1], [3]])
+    np.testing.assert_allclose(big.perpendicular_widths, skewed.perpendicular_widths * [2, 1, 3])
+    # Orthorhombic: the widths are the edge lengths.
+    box = Crystal(species=np.array([1]), positions=np.zeros((1, 3)), cell=np.diag([3.0, 4, 5]))
+    np.testing.assert_allclose(box.perpendicular_widths, [3, 4, 5])
+    with pytest.raises(ValueError, match="three positive"):
+        skewed.repeat((2, 0, 1))
 
 
 # --- the checks fail on potentials that break what they test ------------------------------------

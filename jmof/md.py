@@ -1,0 +1,552 @@
+"""Molecular dynamics with JAX-MD for any jmof potential: NVE, NVT (Nosé–Hoover, Langevin), NPT.
+
+    from jmof import md
+    system = md.system(model.apply, params, crystal, cutoff=5.0)        # JAX-MD ready
+    result = md.run_nvt(system, steps=10_000, dt_fs=1.0, temperature_K=300,
+                        trajectory="nvt.extxyz")
+    result.log["temperature_K"], result.crystal                          # log, last frame
+
+A potential is ``apply_fn(params, graph) -> [G]`` eV (our NequIP/MACE, ``jmof.potential``'s
+Lennard-Jones, or a ``sum_potentials`` of them). :func:`system` turns it into a JAX-MD energy
+function of fractional positions and a sparse JAX-MD neighbour list: the neighbour pairs become
+the edges of a :class:`jmof.graph.Graph` whose integer shifts are the minimum images, so the
+model sees exactly the graph that ``jmof.graph.radius_graph`` would build. Minimum images are
+exact only when every perpendicular width of the cell exceeds ``2 (cutoff + skin)``; thinner
+cells are replicated automatically (``system.repeats``).
+
+Units: eV, Å, amu, K at the surface; time in fs. JAX-MD integrates in the matching "metal"
+unit of time, ``sqrt(amu Å² / eV) = 10.1805 fs`` (:data:`TIME_UNIT_FS`); momenta are in
+``amu Å / 10.1805 fs``. Pressure in GPa, stress in eV/Å³ inside.
+
+Every runner advances in jit-compiled chunks of ``log_every`` steps (``lax.fori_loop``). After
+each chunk, on the host: if the neighbour list overflowed, it is reallocated with more room and
+the chunk is rerun from its start (so no step ever used an incomplete list); if positions or
+energy are not finite, the temperature exceeds ``max_temperature_K`` or a force exceeds
+``max_force``, the run stops with :class:`SimulationError`, which names the step and carries the
+last good frame (also written to the trajectory). Frames go to an extxyz file that ASE reads
+(``ase.io.read(path, ":")``) with energy, forces, stress and velocities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import partition, quantity, simulate, space
+
+from jmof.graph import Graph
+from jmof.potential import EV_PER_A3_TO_GPA
+from jmof.structure import Crystal
+
+__all__ = [
+    "BOLTZMANN_EV_PER_K",
+    "TIME_UNIT_FS",
+    "MDResult",
+    "SimulationError",
+    "System",
+    "run_npt",
+    "run_nve",
+    "run_nvt",
+    "system",
+]
+
+TIME_UNIT_FS = 10.180505671156723
+"""The JAX-MD time unit in eV/Å/amu units, ``sqrt(amu Å² / eV)``, in fs."""
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+
+LOG_KEYS = (
+    "step",
+    "time_fs",
+    "temperature_K",
+    "potential_eV",
+    "kinetic_eV",
+    "conserved_eV",
+    "pressure_GPa",
+    "volume_A3",
+)
+
+
+class System(NamedTuple):
+    """Everything a JAX-MD simulation of one crystal needs.
+
+    Attributes:
+        energy_fn: ``energy_fn(R, neighbor, box=None, perturbation=None) -> eV``, R [N, 3]
+          fractional; what ``jax_md.simulate.*`` and ``jax_md.quantity.*`` call.
+        neighbor_fn: JAX-MD sparse neighbour-list functions at ``cutoff + skin``.
+        displacement_fn, shift_fn: of ``jax_md.space.periodic_general`` (fractional).
+        box: [3, 3] Å, JAX-MD's box: columns are the lattice vectors (``crystal.cell.T``).
+        positions: [N, 3] fractional, wrapped into [0, 1).
+        masses: [N] amu.
+        crystal: the simulated crystal (after replication).
+        repeats: (3,) the replication applied to the input crystal.
+        cutoff, skin: Å.
+    """
+
+    energy_fn: Callable
+    neighbor_fn: partition.NeighborListFns
+    displacement_fn: Callable
+    shift_fn: Callable
+    box: jax.Array
+    positions: jax.Array
+    masses: jax.Array
+    crystal: Crystal
+    repeats: tuple[int, int, int]
+    cutoff: float
+    skin: float
+
+
+@dataclasses.dataclass
+class MDResult:
+    """A finished (or stopped) run.
+
+    Attributes:
+        crystal: the last good frame.
+        log: arrays over logged steps, keys :data:`LOG_KEYS` (``conserved_eV`` is the
+          integrator's conserved quantity: total energy in NVE, the extended Hamiltonian of the
+          Nosé–Hoover chains, NaN for Langevin).
+        steps: steps completed.
+        neighbor_reallocations: times the neighbour list had to grow.
+        trajectory: the extxyz path, if any.
+    """
+
+    crystal: Crystal
+    log: dict[str, np.ndarray]
+    steps: int
+    neighbor_reallocations: int
+    trajectory: Path | None
+
+
+class SimulationError(RuntimeError):
+    """The run became unphysical; ``result`` holds everything up to the last good frame."""
+
+    def __init__(self, message: str, result: MDResult):
+        super().__init__(message)
+        self.result = result
+
+
+def replication(crystal: Crystal, radius: float) -> tuple[int, int, int]:
+    """Smallest repeats such that every perpendicular width of the supercell is > 2 radius."""
+    widths = crystal.perpendicular_widths
+    return tuple(int(math.floor(2 * radius / w)) + 1 for w in widths)
+
+
+def _graph(species, R, box, idx, perturbation) -> Graph:
+    """The padded graph (N real atoms + 1 padding node, 2 graphs) of a sparse neighbour list.
+
+    JAX-MD pads its sparse list with index N, which here is the padding node.
+    """
+    n = R.shape[0]
+    cell = jnp.asarray(box).T
+    positions = space.transform(box, R)  # custom JVP: gradients come back in Cartesian space
+    if perturbation is not None:  # JAX-MD's deformation dR -> P dR (scalar or [3, 3])
+        deform = jnp.asarray(perturbation, R.dtype)
+        deform = deform * jnp.eye(3, dtype=R.dtype) if deform.ndim == 0 else deform
+        positions = positions @ deform.T
+        cell = cell @ deform.T
+    receivers, senders = idx[0], idx[1]
+    edge_mask = receivers < n
+    padded = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)])
+    frac_delta = jax.lax.stop_gradient(padded[receivers] - padded[senders])
+    shifts = jnp.where(edge_mask[:, None], -jnp.round(frac_delta), 0.0).astype(jnp.int32)
+    n_edge = jnp.sum(edge_mask).astype(jnp.int32)
+    return Graph(
+        species=jnp.concatenate([species, jnp.zeros(1, species.dtype)]),
+        positions=jnp.concatenate([positions, jnp.zeros((1, 3), R.dtype)]),
+        cell=jnp.stack([cell, jnp.eye(3, dtype=R.dtype)]),
+        senders=senders,
+        receivers=receivers,
+        shifts=shifts,
+        node_graph=jnp.concatenate([jnp.zeros(n, jnp.int32), jnp.ones(1, jnp.int32)]),
+        n_node=jnp.array([n, 1], jnp.int32),
+        n_edge=jnp.stack([n_edge, idx.shape[1] - n_edge]),
+        node_mask=jnp.arange(n + 1) < n,
+        edge_mask=edge_mask,
+        graph_mask=jnp.array([True, False]),
+    )
+
+
+def system(
+    apply_fn: Callable,
+    params,
+    crystal: Crystal,
+    *,
+    cutoff: float,
+    skin: float = 1.0,
+    capacity_multiplier: float = 1.25,
+    dtype=None,
+) -> System:
+    """Prepare ``crystal`` for JAX-MD with the potential ``apply_fn(params, graph) -> [G]``.
+
+    Args:
+        apply_fn, params: the potential.
+        crystal: periodic in all three directions.
+        cutoff: Å, the potential's graph cutoff.
+        skin: Å, extra radius of the neighbour list; it is rebuilt once an atom has moved
+          ``skin / 2``.
+        capacity_multiplier: spare room of the neighbour list (it grows when exceeded).
+        dtype: of positions and box; default float64 if enabled, else float32.
+    """
+    if not all(crystal.pbc):
+        raise ValueError("jmof.md simulates crystals periodic along a, b and c")
+    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    repeats = replication(crystal, cutoff + skin)
+    big = crystal.repeat(repeats) if repeats != (1, 1, 1) else crystal
+    box = jnp.asarray(np.asarray(big.cell).T, dtype)
+    frac = np.mod(big.frac_positions, 1.0)
+    species = jnp.asarray(big.species, jnp.int32)
+    displacement_fn, shift_fn = space.periodic_general(box, fractional_coordinates=True)
+    n_atoms = big.n_atoms
+    neighbor_fn = partition.neighbor_list(
+        displacement_fn,
+        box,
+        r_cutoff=cutoff,
+        dr_threshold=skin,
+        capacity_multiplier=capacity_multiplier,
+        fractional_coordinates=True,
+        format=partition.Sparse,
+        disable_cell_list=n_atoms < 2048,
+    )
+
+    def energy_fn(R, neighbor, box=box, perturbation=None, **unused):
+        del unused
+        graph = _graph(species, R, box, neighbor.idx, perturbation)
+        return apply_fn(params, graph)[0]
+
+    return System(
+        energy_fn=energy_fn,
+        neighbor_fn=neighbor_fn,
+        displacement_fn=displacement_fn,
+        shift_fn=shift_fn,
+        box=box,
+        positions=jnp.asarray(frac, dtype),
+        masses=jnp.asarray(big.masses, dtype),
+        crystal=big,
+        repeats=repeats,
+        cutoff=float(cutoff),
+        skin=float(skin),
+    )
+
+
+# --- runners ---------------------------------------------------------------------------------
+
+
+def run_nve(
+    system: System, *, steps: int, dt_fs: float = 1.0, temperature_K: float = 300.0, **kwargs
+) -> MDResult:
+    """Velocity Verlet, velocities drawn at ``temperature_K``. See :func:`_run` for ``kwargs``
+    (``seed``, ``log_every``, ``trajectory``, ``traj_every``, guards, ``progress``)."""
+    dt = dt_fs / TIME_UNIT_FS
+    init, apply = simulate.nve(system.energy_fn, system.shift_fn, dt)
+
+    def conserved(state, nbrs, box):
+        ke = quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
+        return system.energy_fn(state.position, nbrs, box=box) + ke
+
+    return _run(system, init, apply, conserved, steps, dt_fs, temperature_K, **kwargs)
+
+
+def run_nvt(
+    system: System,
+    *,
+    steps: int,
+    temperature_K: float,
+    dt_fs: float = 1.0,
+    thermostat: str = "nose-hoover",
+    tau_fs: float = 100.0,
+    friction_per_fs: float = 0.01,
+    **kwargs,
+) -> MDResult:
+    """Canonical ensemble: Nosé–Hoover chains (relaxation time ``tau_fs``) or Langevin
+    (``friction_per_fs``, BAOAB as in JAX-MD)."""
+    dt = dt_fs / TIME_UNIT_FS
+    kT = BOLTZMANN_EV_PER_K * temperature_K
+    if thermostat == "nose-hoover":
+        init, apply = simulate.nvt_nose_hoover(
+            system.energy_fn, system.shift_fn, dt, kT, tau=tau_fs / TIME_UNIT_FS
+        )
+
+        def conserved(state, nbrs, box):
+            return simulate.nvt_nose_hoover_invariant(system.energy_fn, state, kT, neighbor=nbrs)
+
+    elif thermostat == "langevin":
+        init, apply = simulate.nvt_langevin(
+            system.energy_fn, system.shift_fn, dt, kT, gamma=friction_per_fs * TIME_UNIT_FS
+        )
+
+        conserved = None  # Langevin dynamics conserves nothing
+
+    else:
+        raise ValueError(f"thermostat must be 'nose-hoover' or 'langevin', got {thermostat!r}")
+    return _run(system, init, apply, conserved, steps, dt_fs, temperature_K, **kwargs)
+
+
+def run_npt(
+    system: System,
+    *,
+    steps: int,
+    temperature_K: float,
+    pressure_GPa: float = 0.0,
+    dt_fs: float = 1.0,
+    tau_T_fs: float = 100.0,
+    tau_P_fs: float = 1000.0,
+    **kwargs,
+) -> MDResult:
+    """Isothermal–isobaric ensemble: JAX-MD's Nosé–Hoover NPT (Martyna–Tobias–Klein), isotropic
+    cell fluctuations (the cell shape is kept, its volume changes)."""
+    dt = dt_fs / TIME_UNIT_FS
+    kT = BOLTZMANN_EV_PER_K * temperature_K
+    pressure = pressure_GPa / EV_PER_A3_TO_GPA
+    init, apply = simulate.npt_nose_hoover(
+        system.energy_fn,
+        system.shift_fn,
+        dt,
+        pressure,
+        kT,
+        barostat_kwargs=dict(tau=tau_P_fs / TIME_UNIT_FS),
+        thermostat_kwargs=dict(tau=tau_T_fs / TIME_UNIT_FS),
+    )
+
+    def conserved(state, nbrs, box):
+        return simulate.npt_nose_hoover_invariant(
+            system.energy_fn, state, pressure, kT, neighbor=nbrs
+        )
+
+    return _run(system, init, apply, conserved, steps, dt_fs, temperature_K, npt=True, **kwargs)
+
+
+def _box_of(state, system: System, npt: bool):
+    return simulate.npt_box(state) if npt else system.box
+
+
+def _frame(system: System, state, box, energy, nbrs, npt) -> tuple[Crystal, dict]:
+    """Host copy of one frame: the crystal and what the trajectory stores."""
+    cell = np.asarray(box).T
+    positions = np.asarray(state.position) @ cell
+    crystal = dataclasses.replace(system.crystal, positions=positions, cell=cell)
+    stress = -np.asarray(
+        quantity.stress(system.energy_fn, state.position, box, neighbor=nbrs)
+    )  # JAX-MD's stress is minus the virial derivative; ours is ASE's sign
+    velocities = np.asarray(state.momentum / state.mass.reshape(-1, 1)) / TIME_UNIT_FS
+    return crystal, dict(
+        energy=float(energy),
+        forces=np.asarray(state.force),
+        stress=stress,
+        velocities=velocities,
+    )
+
+
+def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: float) -> None:
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from ase.units import fs
+
+    atoms = crystal.to_ase()
+    atoms.set_velocities(data["velocities"] / fs)  # Å/fs -> Å per ASE time unit
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=data["energy"], forces=data["forces"], stress=data["stress"]
+    )
+    atoms.info.update(step=step, time_fs=time_fs)
+    ase.io.write(path, atoms, format="extxyz", append=True)
+
+
+def _run(
+    system: System,
+    init: Callable,
+    apply: Callable,
+    conserved: Callable | None,
+    steps: int,
+    dt_fs: float,
+    temperature_K: float,
+    *,
+    npt: bool = False,
+    seed: int = 0,
+    log_every: int = 10,
+    trajectory: str | Path | None = None,
+    traj_every: int | None = None,
+    max_temperature_K: float | None = None,
+    max_force: float = 100.0,
+    progress: bool = True,
+) -> MDResult:
+    """Shared loop of the runners.
+
+    Args:
+        seed: of the initial Maxwell–Boltzmann velocities (and of Langevin noise).
+        log_every: steps per compiled chunk and per log entry; ``steps`` is rounded up to a
+          multiple of it.
+        trajectory: extxyz path (overwritten) or None.
+        traj_every: steps between frames; default ``10 * log_every``; rounded to a multiple of
+          ``log_every``.
+        max_temperature_K: stop above it (default: 10 × the target temperature, at least
+          2,000 K).
+        max_force: eV/Å; stop when any force component exceeds it.
+        progress: a progress bar.
+    """
+    if steps < 0 or log_every < 1:
+        raise ValueError("steps must be >= 0 and log_every >= 1")
+    traj_every = max(log_every, (traj_every or 10 * log_every) // log_every * log_every)
+    max_temperature_K = max_temperature_K or max(10.0 * temperature_K, 2000.0)
+    path = Path(trajectory) if trajectory is not None else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+
+    with warnings.catch_warnings():
+        # JAX-MD 0.2.29's sparse pruning scatters int64 into int32 under x64 (a FutureWarning
+        # raised while tracing); harmless, and not ours to fix.
+        warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
+        return _loop(
+            system,
+            init,
+            apply,
+            conserved,
+            steps,
+            dt_fs,
+            temperature_K,
+            npt,
+            seed,
+            log_every,
+            path,
+            traj_every,
+            max_temperature_K,
+            max_force,
+            progress,
+        )
+
+
+def _loop(
+    system,
+    init,
+    apply,
+    conserved,
+    steps,
+    dt_fs,
+    temperature_K,
+    npt,
+    seed,
+    log_every,
+    path,
+    traj_every,
+    max_temperature_K,
+    max_force,
+    progress,
+) -> MDResult:
+    from jmof.progress import progress_bar
+
+    kT = BOLTZMANN_EV_PER_K * temperature_K
+    key = jax.random.key(seed)
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    init_kwargs = dict(mass=system.masses, neighbor=nbrs, kT=kT)
+    if npt:
+        state = init(key, system.positions, system.box, **init_kwargs)
+    else:
+        state = init(key, system.positions, **init_kwargs)
+
+    @jax.jit
+    def chunk(state, nbrs):
+        def body(_, carry):
+            state, nbrs = carry
+            box = _box_of(state, system, npt)
+            nbrs = nbrs.update(state.position, box=box) if npt else nbrs.update(state.position)
+            return apply(state, neighbor=nbrs), nbrs
+
+        return jax.lax.fori_loop(0, log_every, body, (state, nbrs))
+
+    @jax.jit
+    def observe(state, nbrs):
+        box = _box_of(state, system, npt)
+        energy = system.energy_fn(state.position, nbrs, box=box)
+        kinetic = quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
+        temperature = quantity.temperature(momentum=state.momentum, mass=state.mass)
+        pressure = quantity.pressure(system.energy_fn, state.position, box, kinetic, neighbor=nbrs)
+        return dict(
+            potential_eV=energy,
+            kinetic_eV=kinetic,
+            temperature_K=temperature / BOLTZMANN_EV_PER_K,
+            conserved_eV=jnp.zeros(()) if conserved is None else conserved(state, nbrs, box),
+            pressure_GPa=pressure * EV_PER_A3_TO_GPA,
+            volume_A3=jnp.abs(jnp.linalg.det(box)),
+            max_force=jnp.max(jnp.abs(state.force)),
+            finite=jnp.all(jnp.isfinite(state.position)) & jnp.isfinite(energy),
+        )
+
+    log = {k: [] for k in LOG_KEYS}
+    reallocations = 0
+
+    def record(step, obs):
+        log["step"].append(step)
+        log["time_fs"].append(step * dt_fs)
+        for k in LOG_KEYS[2:]:
+            log[k].append(float(obs[k]))
+        if conserved is None:
+            log["conserved_eV"][-1] = float("nan")
+
+    def result(step, state, nbrs):
+        box = _box_of(state, system, npt)
+        energy = system.energy_fn(state.position, nbrs, box=box)
+        crystal, _ = _frame(system, state, box, energy, nbrs, npt)
+        arrays = {k: np.asarray(v) for k, v in log.items()}
+        return MDResult(crystal, arrays, step, reallocations, path)
+
+    def write(step, state, nbrs, obs):
+        if path is None:
+            return
+        box = _box_of(state, system, npt)
+        crystal, data = _frame(system, state, box, obs["potential_eV"], nbrs, npt)
+        _write_frame(path, crystal, data, step, step * dt_fs)
+
+    obs = observe(state, nbrs)
+    record(0, obs)
+    write(0, state, nbrs, obs)
+    step = 0
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task("md", total=steps)
+        while step < steps:
+            new_state, new_nbrs = chunk(state, nbrs)
+            if bool(new_nbrs.did_buffer_overflow):
+                # Rerun the chunk from its start with a larger list; grow by a quarter of the
+                # old capacity per overflow so that repeated overflows cannot loop forever.
+                reallocations += 1
+                capacity = int(nbrs.idx.shape[-1])
+                nbrs = system.neighbor_fn.allocate(
+                    state.position,
+                    extra_capacity=max(capacity // 4, 8) * reallocations,
+                    **({"box": _box_of(state, system, npt)} if npt else {}),
+                )
+                continue
+            obs = observe(new_state, new_nbrs)
+            problem = None
+            if not bool(obs["finite"]):
+                problem = "positions or energy are not finite"
+            elif float(obs["temperature_K"]) > max_temperature_K:
+                problem = (
+                    f"temperature {float(obs['temperature_K']):.0f} K > {max_temperature_K:.0f} K"
+                )
+            elif float(obs["max_force"]) > max_force:
+                problem = (
+                    f"a force component of {float(obs['max_force']):.1f} eV/Å > {max_force} eV/Å"
+                )
+            if problem:
+                partial = result(step, state, nbrs)
+                if path is not None:
+                    write(step, state, nbrs, observe(state, nbrs))
+                raise SimulationError(
+                    f"simulation stopped between steps {step} and {step + log_every}: {problem}; "
+                    f"the last good frame (step {step}) is in result.crystal"
+                    + (f" and at the end of {path}" if path else ""),
+                    partial,
+                )
+            state, nbrs = new_state, new_nbrs
+            step += log_every
+            record(step, obs)
+            if step % traj_every == 0:
+                write(step, state, nbrs, obs)
+            bar.update(task, advance=log_every)
+    return result(step, state, nbrs)

@@ -1,0 +1,213 @@
+"""jmof.md: JAX-MD integration checked against jmof's own graph path and physical laws
+(energy conservation, equipartition, the barostat's pressure), replication of thin cells,
+neighbour-list growth, the explosion guard and ASE-readable trajectories."""
+
+from __future__ import annotations
+
+import ase.io
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax_md import quantity
+
+from jmof import md
+from jmof.graph import batch, radius_graph
+from jmof.potential import EV_PER_A3_TO_GPA, LennardJones, energy_forces_stress, sum_potentials
+from jmof.structure import Crystal
+
+CUTOFF = 4.5
+LJ = LennardJones(cutoff=CUTOFF)
+ARGON = {18: (0.0104, 3.40)}
+FCC = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+
+
+def argon(a=5.26, repeats=(2, 2, 2), seed=None):
+    crystal = Crystal(species=np.full(4, 18), positions=FCC * a, cell=np.eye(3) * a).repeat(repeats)
+    if seed is not None:  # rattle
+        rng = np.random.default_rng(seed)
+        crystal = Crystal(
+            crystal.species,
+            crystal.positions + rng.normal(0, 0.05, (crystal.n_atoms, 3)),
+            crystal.cell,
+        )
+    return crystal
+
+
+@pytest.fixture(scope="module")
+def params():
+    with jax.enable_x64(True):
+        return LJ.params(ARGON)
+
+
+def _reference(crystal, params):
+    graph = jax.tree.map(jnp.asarray, batch([radius_graph(crystal, CUTOFF)], n_graph=2))
+    return energy_forces_stress(LJ.apply, params, graph)
+
+
+def test_energy_forces_and_pressure_match_the_graph_path(x64, params):
+    crystal = argon(seed=0)
+    system = md.system(LJ.apply, params, crystal, cutoff=CUTOFF, skin=0.5)
+    assert system.repeats == (1, 1, 1)
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    energy = system.energy_fn(system.positions, nbrs)
+    forces = -jax.grad(system.energy_fn)(system.positions, nbrs)  # Cartesian (JAX-MD's JVP)
+    ref = _reference(crystal, params)
+    np.testing.assert_allclose(energy, ref.energy[0], rtol=1e-12)
+    # positions were wrapped into the cell: forces are per atom, order unchanged
+    np.testing.assert_allclose(forces, ref.forces[: crystal.n_atoms], rtol=1e-9, atol=1e-12)
+    pressure = quantity.pressure(system.energy_fn, system.positions, system.box, neighbor=nbrs)
+    np.testing.assert_allclose(pressure, -np.trace(ref.stress[0]) / 3, rtol=1e-9)
+    stress = quantity.stress(system.energy_fn, system.positions, system.box, neighbor=nbrs)
+    np.testing.assert_allclose(-stress, ref.stress[0], rtol=1e-9, atol=1e-14)
+
+
+def test_thin_cells_are_replicated_until_minimum_image_is_exact(x64, params):
+    primitive = argon(repeats=(1, 1, 1), seed=1)  # 5.26 Å: thinner than 2 × (4.5 + 0.5)
+    system = md.system(LJ.apply, params, primitive, cutoff=CUTOFF, skin=0.5)
+    assert system.repeats == (2, 2, 2)
+    assert np.all(system.crystal.perpendicular_widths > 2 * (CUTOFF + 0.5))
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    energy = system.energy_fn(system.positions, nbrs)
+    # radius_graph handles the thin cell directly (several images per pair): E(super) = 8 E.
+    np.testing.assert_allclose(energy, 8 * _reference(primitive, params).energy[0], rtol=1e-12)
+
+
+def test_nve_conserves_energy_and_writes_an_ase_trajectory(x64, params, tmp_path):
+    system = md.system(LJ.apply, params, argon(seed=2), cutoff=CUTOFF, skin=0.5)
+    path = tmp_path / "nve.extxyz"
+    result = md.run_nve(
+        system,
+        steps=400,
+        dt_fs=2.0,
+        temperature_K=40,
+        log_every=20,
+        trajectory=path,
+        progress=False,
+    )
+    total = result.log["conserved_eV"]
+    kinetic_scale = np.std(result.log["kinetic_eV"])
+    assert np.ptp(total) < 0.02 * kinetic_scale + 1e-4, (np.ptp(total), kinetic_scale)
+    np.testing.assert_allclose(total, result.log["potential_eV"] + result.log["kinetic_eV"])
+    frames = ase.io.read(path, ":")
+    assert len(frames) == 3  # steps 0, 200, 400 (every 10 log intervals)
+    assert frames[-1].info["step"] == 400
+    np.testing.assert_allclose(frames[-1].get_potential_energy(), result.log["potential_eV"][-1])
+    np.testing.assert_allclose(
+        frames[-1].get_temperature(), result.log["temperature_K"][-1], rtol=1e-6
+    )
+    # extxyz stores 8 decimals
+    np.testing.assert_allclose(frames[-1].positions, result.crystal.positions, atol=1e-7)
+    ref = _reference(result.crystal, params)
+    np.testing.assert_allclose(
+        frames[-1].get_forces(), ref.forces[: result.crystal.n_atoms], atol=1e-7
+    )
+    np.testing.assert_allclose(
+        frames[-1].get_stress(voigt=False), ref.stress[0], rtol=1e-6, atol=1e-10
+    )
+
+
+@pytest.mark.parametrize("thermostat", ["nose-hoover", "langevin"])
+def test_nvt_holds_the_temperature(x64, params, thermostat):
+    system = md.system(LJ.apply, params, argon(seed=3), cutoff=CUTOFF, skin=0.5)
+    result = md.run_nvt(
+        system,
+        steps=2000,
+        dt_fs=4.0,
+        temperature_K=50,
+        thermostat=thermostat,
+        tau_fs=200,
+        friction_per_fs=0.01,
+        log_every=50,
+        progress=False,
+    )
+    second_half = result.log["temperature_K"][len(result.log["step"]) // 2 :]
+    # 32 atoms: single samples scatter by ~T sqrt(2 / 3N) = 12 %; the mean of 20 is within ~5 %.
+    assert abs(second_half.mean() - 50) < 6, second_half.mean()
+    if thermostat == "nose-hoover":
+        drift = np.ptp(result.log["conserved_eV"])
+        assert drift < 0.05 * np.ptp(result.log["potential_eV"]), drift
+
+
+def test_npt_expands_a_compressed_crystal_to_the_target_pressure(x64, params):
+    compressed = argon(a=5.0, seed=4)
+    system = md.system(LJ.apply, params, compressed, cutoff=CUTOFF, skin=0.8)
+    start = _reference(compressed, params)
+    assert -np.trace(start.stress[0]) / 3 * EV_PER_A3_TO_GPA > 0.2  # compressed: P > 0.2 GPa
+    result = md.run_npt(
+        system,
+        steps=3000,
+        dt_fs=4.0,
+        temperature_K=30,
+        pressure_GPa=0.0,
+        tau_T_fs=200,
+        tau_P_fs=800,
+        log_every=50,
+        progress=False,
+    )
+    volume = result.log["volume_A3"]
+    assert volume[-1] > 1.08 * volume[0]
+    late = result.log["pressure_GPa"][-30:]
+    assert abs(late.mean()) < 0.05, late.mean()
+    np.testing.assert_allclose(result.crystal.volume, volume[-1], rtol=1e-10)
+
+
+def test_neighbor_list_grows_when_it_overflows(x64, params):
+    system = md.system(
+        LJ.apply, params, argon(seed=5), cutoff=CUTOFF, skin=0.2, capacity_multiplier=1.0
+    )
+    result = md.run_nvt(
+        system, steps=400, dt_fs=4.0, temperature_K=150, log_every=20, progress=False
+    )
+    assert result.neighbor_reallocations >= 1
+    ref = _reference(result.crystal, params)
+    np.testing.assert_allclose(result.log["potential_eV"][-1], ref.energy[0], rtol=1e-10)
+
+
+def test_explosions_stop_with_the_last_good_frame(x64, params, tmp_path):
+    crystal = argon(seed=6)
+    positions = crystal.positions.copy()
+    positions[1] = positions[0] + [1.2, 0, 0]  # far inside the repulsive wall
+    crystal = Crystal(crystal.species, positions, crystal.cell)
+    system = md.system(LJ.apply, params, crystal, cutoff=CUTOFF, skin=0.5)
+    path = tmp_path / "boom.extxyz"
+    with pytest.raises(
+        md.SimulationError, match="between steps 0 and 10: (temperature|a force)"
+    ) as err:
+        md.run_nve(system, steps=100, log_every=10, max_force=50.0, trajectory=path, progress=False)
+    last = err.value.result.crystal
+    np.testing.assert_allclose(last.frac_positions % 1.0, crystal.frac_positions % 1.0, atol=1e-12)
+    assert err.value.result.steps == 0
+    assert len(ase.io.read(path, ":")) == 2  # step 0 and the last good frame again
+
+
+def test_any_potential_runs_including_sums(x64, params):
+    from potentials.nequip import NequIPConfig
+
+    config = NequIPConfig(
+        elements=(18,), cutoff=CUTOFF, n_layers=1, channels=2, l_max=1, dtype="float64"
+    )
+    crystal = argon(seed=7)
+    graph = jax.tree.map(jnp.asarray, batch([radius_graph(crystal, CUTOFF)], n_graph=2))
+    nequip = config.build().init(jax.random.key(0), graph)
+    total = sum_potentials(config.build().apply, LJ.apply)
+    system = md.system(total, (nequip, params), crystal, cutoff=CUTOFF, skin=0.5)
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    ref = energy_forces_stress(total, (nequip, params), graph)
+    np.testing.assert_allclose(system.energy_fn(system.positions, nbrs), ref.energy[0], rtol=1e-12)
+    result = md.run_nve(system, steps=40, dt_fs=1.0, temperature_K=20, log_every=20, progress=False)
+    assert np.all(np.isfinite(result.log["conserved_eV"]))
+
+
+def test_bad_input_is_refused(params):
+    slab = Crystal(
+        species=np.array([18]),
+        positions=np.zeros((1, 3)),
+        cell=np.eye(3) * 5,
+        pbc=(True, True, False),
+    )
+    with pytest.raises(ValueError, match="periodic along a, b and c"):
+        md.system(LJ.apply, params, slab, cutoff=CUTOFF)
+    system = md.system(LJ.apply, params, argon(), cutoff=CUTOFF)
+    with pytest.raises(ValueError, match="thermostat"):
+        md.run_nvt(system, steps=10, temperature_K=10, thermostat="berendsen")
