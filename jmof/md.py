@@ -345,7 +345,6 @@ def _frame(system: System, state, box, energy, nbrs, npt) -> tuple[Crystal, dict
 def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: float) -> None:
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
-
     from ase.units import fs
 
     atoms = crystal.to_ase()

@@ -18,8 +18,8 @@ import functools
 import os
 import re
 import warnings
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jax
