@@ -7,14 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from jmof.plotting import pyplot as _pyplot
 
 
 def parity_plot(report: dict, path: str | Path) -> None:

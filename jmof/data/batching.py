@@ -29,12 +29,17 @@ class Batch:
         targets: [G, T] float, target values (0 where missing or padding).
         target_mask: [G, T] bool, True where a target value exists on a real graph.
         index: [G] int, position of each graph's structure in the dataset (-1 on padding).
+        node_targets: per-atom target name -> [N, ...] float, rows aligned with the graph's
+          nodes (0 on padding nodes and where missing).
+        node_target_mask: name -> [N] bool, True on real nodes whose row is present.
     """
 
     graph: Graph
     targets: np.ndarray
     target_mask: np.ndarray
     index: np.ndarray
+    node_targets: dict = dataclasses.field(default_factory=dict)
+    node_target_mask: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +147,8 @@ class GraphLoader:
         graph_fn: a host-side transform of each structure's radius graph (e.g. keep the k
             nearest neighbours); batch capacities follow from the transformed graphs.
         progress: show a progress bar while building neighbour lists.
+        node_targets: names of per-atom targets to carry (``Dataset.node_targets``, e.g.
+            ``("forces",)``) into ``Batch.node_targets``.
     """
 
     dataset: Dataset
@@ -154,6 +161,7 @@ class GraphLoader:
     keep_graphs: bool | None = None
     graph_fn: Callable[[Graph], Graph] | None = None
     progress: bool = False
+    node_targets: Sequence[str] = ()
     _counts: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     _graphs: list[Graph] | None = dataclasses.field(default=None, repr=False)
 
@@ -242,7 +250,24 @@ class GraphLoader:
             target[~mask] = 0.0
             index = np.full(cap.n_graph, -1, np.int64)
             index[: len(idx)] = idx
-            yield Batch(graph=graph, targets=target, target_mask=mask, index=index)
+            nodes, node_masks = {}, {}
+            for key in self.node_targets:
+                rows = np.concatenate([self.dataset.node_targets[key][k] for k in idx])
+                present = np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
+                full = np.zeros((cap.n_node,) + rows.shape[1:])
+                full[: len(rows)] = np.where(
+                    present.reshape((-1,) + (1,) * (rows.ndim - 1)), rows, 0
+                )
+                nodes[key] = full
+                node_masks[key] = np.concatenate([present, np.zeros(cap.n_node - len(rows), bool)])
+            yield Batch(
+                graph=graph,
+                targets=target,
+                target_mask=mask,
+                index=index,
+                node_targets=nodes,
+                node_target_mask=node_masks,
+            )
 
     def __len__(self) -> int:
         return len(self.plan(0))

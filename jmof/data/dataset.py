@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -53,6 +53,8 @@ class Dataset:
         crystals: [n] validated crystals, aligned with ``names``.
         targets: target name -> [n] float64 array (NaN where a value is missing).
         failures: structures that failed validation or were filtered out, with the reason.
+        node_targets: per-atom target name -> one [n_atoms_k, ...] float64 array per structure
+          (e.g. ``"forces"``, [n_atoms_k, 3] eV/Å); NaN where missing.
     """
 
     source: str
@@ -60,10 +62,15 @@ class Dataset:
     crystals: tuple[Crystal, ...]
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     failures: tuple[Failure, ...] = ()
+    node_targets: dict[str, tuple[np.ndarray, ...]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if len(self.names) != len(self.crystals):
             raise ValueError(f"{len(self.names)} names for {len(self.crystals)} crystals")
+        for key, values in self.node_targets.items():
+            sizes = [len(v) for v in values]
+            if sizes != [c.n_atoms for c in self.crystals]:
+                raise ValueError(f"node target {key!r} does not have one row per atom")
         for key, values in self.targets.items():
             if len(values) != len(self.names):
                 raise ValueError(
@@ -117,6 +124,9 @@ class Dataset:
             crystals=tuple(self.crystals[k] for k in indices),
             targets={key: values[indices] for key, values in self.targets.items()},
             failures=failures,
+            node_targets={
+                key: tuple(values[k] for k in indices) for key, values in self.node_targets.items()
+            },
         )
 
     def filter(
@@ -154,10 +164,16 @@ class Dataset:
         return self.take(sorted(ranked[:n]))
 
     def split(
-        self, fractions: Sequence[float] = (0.8, 0.1, 0.1), salt: str = "jmof"
+        self,
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        salt: str = "jmof",
+        group: Callable[[str], str] | None = None,
     ) -> dict[str, Dataset]:
-        """``{"train", "val", "test"}`` sub-datasets by :func:`split_of` on each name."""
-        labels = [split_of(name, fractions, salt) for name in self.names]
+        """``{"train", "val", "test"}`` sub-datasets by :func:`split_of` on each name, or on
+        ``group(name)`` so that related structures land in the same split (e.g. all
+        configurations of one MOF: ``group=lambda name: name.split("/")[0]``)."""
+        key = group or (lambda name: name)
+        labels = [split_of(key(name), fractions, salt) for name in self.names]
         return {s: self.take([k for k, lab in enumerate(labels) if lab == s]) for s in SPLITS}
 
     def failure_table(self) -> list[tuple[str, int]]:

@@ -92,10 +92,9 @@ def _markdown(s: dict) -> str:
 
 
 def _plot(dataset: Dataset, n_node: np.ndarray, n_edge: np.ndarray, path: Path) -> None:
-    import matplotlib
+    from jmof.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     ax = axes[0, 0]

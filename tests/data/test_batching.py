@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jmof.data import Capacity, GraphLoader, coremof, pack, padding_report
+from jmof.data.dataset import split_of
 from jmof.graph import unbatch
 
 
@@ -96,3 +97,45 @@ def test_oversize_structures_get_power_of_two_capacities(loader):
                 small.n_node[idx[0]] + 1 > shape.n_node // 2
                 or small.n_edge[idx[0]] > shape.n_edge // 2
             )
+
+
+def test_node_targets_follow_their_atoms_into_batches(loader):
+    """Per-atom rows (e.g. forces) land on the nodes of their structure; NaN rows are masked."""
+    import dataclasses
+
+    dataset = loader.dataset
+    rows = tuple(
+        np.column_stack([np.full(c.n_atoms, k), np.arange(c.n_atoms), c.species]).astype(float)
+        for k, c in enumerate(dataset.crystals)
+    )
+    rows[5][0] = np.nan
+    labelled = dataclasses.replace(dataset, node_targets={"tag": rows})
+    node_loader = GraphLoader(labelled, cutoff=5.0, batch_nodes=1024, node_targets=("tag",))
+    for b in node_loader(1):
+        tag, mask = b.node_targets["tag"], b.node_target_mask["tag"]
+        real = np.asarray(b.graph.node_mask)
+        assert not mask[~real].any() and not tag[~real].any()
+        structure = np.asarray(b.index)[np.asarray(b.graph.node_graph)[real]]
+        ok = mask[real]
+        np.testing.assert_array_equal(tag[real][ok, 0], structure[ok])
+        np.testing.assert_array_equal(tag[real][ok, 2], np.asarray(b.graph.species)[real][ok])
+        if 5 in b.index:
+            first = np.flatnonzero(structure == 5)[0]
+            assert not ok[first] and ok[first + 1]
+
+
+def test_group_split_keeps_related_names_together(loader):
+    import dataclasses
+
+    base = loader.dataset.take(list(range(40)) * 3)  # three configurations of each structure
+    names = tuple(f"{n}/copy/{k // 40}" for k, n in enumerate(base.names))
+    parts = dataclasses.replace(base, names=names).split(group=lambda n: n.split("/")[0])
+    where = {}
+    for label, part in parts.items():
+        for name in part.names:
+            where.setdefault(name.split("/")[0], set()).add(label)
+    assert len(where) == 40 and all(len(labels) == 1 for labels in where.values())
+    assert {next(iter(v)) for v in where.values()} == {"train", "val", "test"}
+    for group, labels in where.items():
+        assert labels == {split_of(group)}
+    assert sum(len(p) for p in parts.values()) == 120

@@ -1,0 +1,93 @@
+"""Teacher-labelled training data for the distilled potentials (issue 5).
+
+    python experiments/build_potential_data.py --set mil53          # system-specific set
+    python experiments/build_potential_data.py --set general --n 300 # many CoRE MOFs
+
+``mil53``: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms, the breathing MOF):
+the structure, rattled (σ = 0.03-0.15 Å) and strained (±2-6 %, the cell shape changes that
+breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and 600 K.
+``general``: CoRE MOFs of at most 120 atoms with elements SevenNet-0 knows, each as itself,
+two rattles and two strains.
+
+Labels come from SevenNet-0 by default (``--teacher chgnet`` for CHGNet) and are cached per
+configuration (``$JMOF_CACHE/labels``), so an interrupted run continues where it stopped:
+rerun the same command. The result goes to ``experiments/data/<set>-<teacher>.extxyz``
+(committed; the tests and the demo read it without torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+MIL53 = "SABWAU01_clean"
+
+
+def mil53_configurations(teacher: str, md_steps: int, interval: int) -> list:
+    from jmof.data import coremof
+    from potentials import teachers
+
+    dataset = coremof.load("2019-ASR", progress=False)
+    crystal = dataset[MIL53]
+    configs = teachers.perturbations(
+        crystal,
+        MIL53,
+        rattle_A=(0.03, 0.06, 0.1, 0.15) * 5,
+        strains=(-0.06, -0.04, -0.02, 0.02, 0.04, 0.06) * 3,
+    )
+    for k, temperature in enumerate((300.0, 600.0)):
+        configs += teachers.teacher_md(
+            crystal,
+            MIL53,
+            teacher,
+            temperature_K=temperature,
+            steps=md_steps,
+            interval=interval,
+            seed=k,
+        )
+    return configs
+
+
+def general_configurations(n: int) -> list:
+    from jmof.data import coremof
+    from potentials import teachers
+
+    dataset = coremof.load("2019-ASR", progress=False).filter(max_atoms=120)
+    dataset = dataset.sample(n, salt="potential-data")
+    configs = []
+    for k, (name, crystal) in enumerate(zip(dataset.names, dataset.crystals, strict=True)):
+        configs += teachers.perturbations(
+            crystal, name, rattle_A=(0.05, 0.1), strains=(-0.03, 0.03), seed=k
+        )
+    return configs
+
+
+def main():
+    from jmof.data.labelled import write_extxyz
+    from potentials import teachers
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", choices=("mil53", "general"), required=True)
+    parser.add_argument("--teacher", choices=teachers.TEACHERS, default="sevennet-0")
+    parser.add_argument("--n", type=int, default=300, help="structures of the general set")
+    parser.add_argument("--md-steps", type=int, default=200, help="MD steps per temperature")
+    parser.add_argument("--interval", type=int, default=5, help="MD steps between snapshots")
+    args = parser.parse_args()
+    if args.set == "mil53":
+        configs = mil53_configurations(args.teacher, args.md_steps, args.interval)
+    else:
+        configs = general_configurations(args.n)
+    dataset = teachers.label(configs, args.teacher)
+    energy = dataset.targets["energy"]
+    print(f"{len(dataset)} configurations, energies {np.min(energy):.2f} … {np.max(energy):.2f} eV")
+    DATA.mkdir(exist_ok=True)
+    out = DATA / f"{args.set}-{args.teacher}.extxyz"
+    write_extxyz(out, dataset)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``jmof distill``: train a small student potential on teacher-labelled configurations.
+Registered through the ``jmof.commands`` entry points (``jmof`` never imports this family)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jmof.cli import CLIError, _print_records
+
+
+def distill(
+    data: Annotated[
+        list[Path], typer.Argument(help="extxyz files with energy, forces (and stress) labels.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory (resumes if it holds a run).")],
+    channels: Annotated[int, typer.Option(help="Channels per irrep.")] = 16,
+    l_max: Annotated[int, typer.Option(help="Highest spherical-harmonic degree.")] = 1,
+    layers: Annotated[int, typer.Option(help="Interaction blocks.")] = 2,
+    cutoff: Annotated[float, typer.Option(help="Cutoff in Å.")] = 5.0,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
+    batch_nodes: Annotated[int, typer.Option(help="Atoms per batch.")] = 1024,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 5e-3,
+    group_by_structure: Annotated[
+        bool,
+        typer.Option(
+            help="Split by the part of each frame name before the first '/' (test on unseen "
+            "structures) instead of by frame."
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print test metrics as JSON.")] = False,
+):
+    """Distil teacher labels into a NequIP student; writes checkpoints, the model, metrics and
+    a parity plot. The model loads in potentials.ase.JmofCalculator and jmof.md."""
+    from jmof.data.labelled import read_extxyz
+    from potentials import NequIPConfig
+    from potentials import distill as run
+
+    try:
+        dataset = read_extxyz(data)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    elements = tuple(sorted({int(z) for c in dataset.crystals for z in set(c.species.tolist())}))
+    config = NequIPConfig(
+        elements=elements, channels=channels, l_max=l_max, n_layers=layers, cutoff=cutoff
+    )
+    group = (lambda name: name.split("/")[0]) if group_by_structure else None
+    student = run(
+        dataset,
+        out_dir=out,
+        config=config,
+        group=group,
+        n_epochs=epochs,
+        batch_nodes=batch_nodes,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    test = student.metrics.get("test")
+    if test is None:
+        raise CLIError("the test split is empty: nothing to report (use more configurations)")
+    records = [
+        {"quantity": name, "mae": test[name]["mae"], "rmse": test[name]["rmse"], "n": test["n"]}
+        for name in ("energy_meV_atom", "forces_meV_A", "stress_GPa")
+    ]
+    _print_records(records, as_json)
