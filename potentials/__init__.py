@@ -1,4 +1,4 @@
-"""Equivariant interatomic potentials: NequIP on e3nn-jax, energy/forces/stress, JAX-MD and
+"""Equivariant interatomic potentials: NequIP and MACE on e3nn-jax, energy/forces/stress, JAX-MD and
 ASE integration, teachers (SevenNet-0, CHGNet; ``[torch]`` extra) and distillation.
 
     from potentials import NequIPConfig, distill, load
@@ -8,10 +8,12 @@ ASE integration, teachers (SevenNet-0, CHGNet; ``[torch]`` extra) and distillati
 
 from jmof.potential import energy_forces_stress
 from potentials.distill import LossWeights, Potential, distill, evaluate, load, predict
+from potentials.mace import MACEConfig
 from potentials.nequip import NequIPConfig
 
 __all__ = [
     "LossWeights",
+    "MACEConfig",
     "NequIPConfig",
     "Potential",
     "distill",

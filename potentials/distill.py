@@ -296,7 +296,7 @@ def distill(
     val_loader = GraphLoader(val_set, shuffle=False, **loader_args)
     first = next(iter(train_loader(0)))
     key = jax.random.key(seed)
-    params = config.build().init(key, jax.tree.map(jnp.asarray, first.graph))
+    params = jax.jit(config.build().init)(key, jax.tree.map(jnp.asarray, first.graph))
     steps = n_epochs * len(train_loader)
     schedule = optax.cosine_decay_schedule(learning_rate, max(steps, 1), alpha=0.01)
     optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))

@@ -36,6 +36,7 @@ padding nodes zero energy, so a crystal has the same energy alone or in any padd
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import e3nn_jax as e3nn
 import flax.linen as nn
@@ -45,7 +46,17 @@ import numpy as np
 
 from jmof.graph import Graph, edge_vectors, safe_norm
 
-__all__ = ["NequIP", "NequIPConfig", "bessel_basis", "polynomial_envelope"]
+__all__ = [
+    "NequIP",
+    "NequIPConfig",
+    "bessel_basis",
+    "check_species",
+    "edge_geometry",
+    "graph_energy",
+    "polynomial_envelope",
+    "species_onehot",
+    "species_table",
+]
 
 _SELF_CONNECTIONS = ("species", "linear", "none")
 _DTYPES = ("float32", "float64")
@@ -149,21 +160,56 @@ class NequIPConfig:
 
     def check_species(self, species, name: str = "structure") -> None:
         """ValueError naming the elements of ``species`` (atomic numbers) the model lacks."""
-        from ase.data import chemical_symbols
-
-        missing = sorted(set(np.asarray(species).tolist()) - set(self.elements))
-        if missing:
-            known = " ".join(chemical_symbols[z] for z in self.elements)
-            raise ValueError(
-                f"{name}: elements {' '.join(chemical_symbols[z] for z in missing)} are not "
-                f"known to this model (it knows {known})"
-            )
+        check_species(self.elements, species, name)
 
     def species_index(self) -> np.ndarray:
         """[119] int: embedding row of each atomic number, -1 for unknown elements."""
-        table = np.full(N_ELEMENTS, -1, dtype=np.int32)
-        table[list(self.elements)] = np.arange(len(self.elements), dtype=np.int32)
-        return table
+        return species_table(self.elements)
+
+
+def check_species(elements: Sequence[int], species, name: str = "structure") -> None:
+    """ValueError naming the elements of ``species`` that are not in ``elements``."""
+    from ase.data import chemical_symbols
+
+    missing = sorted(set(np.asarray(species).tolist()) - set(elements))
+    if missing:
+        known = " ".join(chemical_symbols[z] for z in elements)
+        raise ValueError(
+            f"{name}: elements {' '.join(chemical_symbols[z] for z in missing)} are not "
+            f"known to this model (it knows {known})"
+        )
+
+
+def species_table(elements: Sequence[int]) -> np.ndarray:
+    """[119] int: the row of each atomic number in ``elements``, -1 for the others."""
+    table = np.full(N_ELEMENTS, -1, dtype=np.int32)
+    table[list(elements)] = np.arange(len(elements), dtype=np.int32)
+    return table
+
+
+def species_onehot(elements: Sequence[int], graph: Graph, dtype):
+    """(index [N] int, known [N] bool, one-hot [N, len(elements)]) of the graph's atoms;
+    unknown elements and padding nodes get index 0, ``known`` False and a zero row."""
+    index = jnp.asarray(species_table(elements))[graph.species]
+    known = (index >= 0) & jnp.asarray(graph.node_mask)
+    index = jnp.where(known, index, 0)
+    onehot = jax.nn.one_hot(index, len(elements), dtype=dtype) * known[:, None]
+    return index, known, onehot
+
+
+def edge_geometry(graph: Graph, cutoff: float, l_max: int, n_basis: int, p: int, dtype):
+    """(spherical harmonics [E] IrrepsArray up to ``l_max``, radial basis [E, n_basis]) of the
+    graph's edges: Bessel functions times the polynomial envelope, zero on padding edges."""
+    edge_mask = jnp.asarray(graph.edge_mask)
+    vectors = edge_vectors(graph).astype(dtype)
+    # Padding edges have zero vectors: give them a harmless direction, zero weight below.
+    vectors = jnp.where(edge_mask[:, None], vectors, jnp.array([1.0, 0.0, 0.0], dtype))
+    lengths = safe_norm(vectors)
+    sh = e3nn.spherical_harmonics(
+        e3nn.Irreps.spherical_harmonics(l_max), vectors, normalize=True, normalization="component"
+    )
+    envelope = polynomial_envelope(lengths, cutoff, p) * edge_mask
+    return sh, bessel_basis(lengths, n_basis, cutoff) * envelope[:, None]
 
 
 def bessel_basis(lengths: jax.Array, n: int, cutoff: float) -> jax.Array:
@@ -263,26 +309,8 @@ class NequIP(nn.Module):
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         n_species = len(cfg.elements)
-        node_mask = jnp.asarray(graph.node_mask)
-        edge_mask = jnp.asarray(graph.edge_mask)
-
-        index = jnp.asarray(cfg.species_index())[graph.species]  # -1: unknown element
-        known = (index >= 0) & node_mask
-        index = jnp.where(known, index, 0)
-        onehot = jax.nn.one_hot(index, n_species, dtype=dtype) * known[:, None]
-
-        vectors = edge_vectors(graph).astype(dtype)
-        # Padding edges have zero vectors: give them a harmless direction, zero weight below.
-        vectors = jnp.where(edge_mask[:, None], vectors, jnp.array([1.0, 0.0, 0.0], dtype))
-        lengths = safe_norm(vectors)
-        sh = e3nn.spherical_harmonics(
-            e3nn.Irreps.spherical_harmonics(cfg.l_max),
-            vectors,
-            normalize=True,
-            normalization="component",
-        )
-        envelope = polynomial_envelope(lengths, cfg.cutoff, cfg.envelope_p) * edge_mask
-        radial = bessel_basis(lengths, cfg.n_basis, cfg.cutoff) * envelope[:, None]
+        index, known, onehot = species_onehot(cfg.elements, graph, dtype)
+        sh, radial = edge_geometry(graph, cfg.cutoff, cfg.l_max, cfg.n_basis, cfg.envelope_p, dtype)
 
         h = e3nn.IrrepsArray(f"{n_species}x0e", onehot)
         h = e3nn.flax.Linear(e3nn.Irreps(cfg.irreps).filter(keep="0e"), name="embed")(h)
@@ -302,8 +330,13 @@ class NequIP(nn.Module):
         x = e3nn.flax.Linear(f"{hidden}x0e", name="readout_hidden")(scalars)
         atomic = e3nn.flax.Linear("0e", name="readout")(x).array[:, 0]
 
-        shifts = jnp.asarray(cfg.atomic_energies, dtype)[index]
-        atomic = jnp.where(known, cfg.scale * atomic + shifts, 0.0)
-        n_graph = graph.n_node.shape[0]
-        energy = jax.ops.segment_sum(atomic, graph.node_graph, num_segments=n_graph)
-        return jnp.where(jnp.asarray(graph.graph_mask), energy, 0.0)
+        return graph_energy(graph, atomic, index, known, cfg.atomic_energies, cfg.scale)
+
+
+def graph_energy(graph: Graph, atomic, index, known, atomic_energies, scale) -> jax.Array:
+    """[G] eV: ``Σ_atoms scale · atomic + atomic_energies[species]`` per graph, 0 on padding."""
+    shifts = jnp.asarray(atomic_energies, atomic.dtype)[index]
+    atomic = jnp.where(known, scale * atomic + shifts, 0.0)
+    n_graph = graph.n_node.shape[0]
+    energy = jax.ops.segment_sum(atomic, graph.node_graph, num_segments=n_graph)
+    return jnp.where(jnp.asarray(graph.graph_mask), energy, 0.0)

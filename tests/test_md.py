@@ -189,7 +189,7 @@ def test_any_potential_runs_including_sums(x64, params):
     )
     crystal = argon(seed=7)
     graph = jax.tree.map(jnp.asarray, batch([radius_graph(crystal, CUTOFF)], n_graph=2))
-    nequip = config.build().init(jax.random.key(0), graph)
+    nequip = jax.jit(config.build().init)(jax.random.key(0), graph)
     total = sum_potentials(config.build().apply, LJ.apply)
     system = md.system(total, (nequip, params), crystal, cutoff=CUTOFF, skin=0.5)
     nbrs = system.neighbor_fn.allocate(system.positions)

@@ -56,7 +56,9 @@ def skewed():
 
 def _params(config, crystal):
     with jax.enable_x64(True):
-        return config.build().init(jax.random.key(1), _graph([crystal], config.cutoff, n_graph=2))
+        return jax.jit(config.build().init)(
+            jax.random.key(1), _graph([crystal], config.cutoff, n_graph=2)
+        )
 
 
 @pytest.mark.parametrize("which", ["mof-small", "skewed-variant"])
