@@ -151,3 +151,20 @@ def test_unknown_elements_are_refused_with_their_names(student):
     atoms.calc = JmofCalculator(model)
     with pytest.raises(ValueError, match="Cu are not known"):
         atoms.get_potential_energy()
+
+
+def test_distill_command_trains_reports_and_refuses_bad_input(labelled, tmp_path, capsys):
+    from jmof.cli import main
+
+    path = tmp_path / "labels.extxyz"
+    write_extxyz(path, labelled)
+    out = tmp_path / "cli-student"
+    args = ["distill", str(path), "--out", str(out), "--channels", "4", "--layers", "1"]
+    assert main(args + ["--epochs", "2", "--cutoff", "4.0", "--batch-nodes", "128", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["quantity"] for r in records] == ["energy_meV_atom", "forces_meV_A", "stress_GPa"]
+    saved = json.loads((out / "metrics.json").read_text())["test"]
+    assert records[1]["mae"] == pytest.approx(saved["forces_meV_A"]["mae"])
+    assert main(["distill", str(tmp_path / "nothing.extxyz"), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "nothing.extxyz" in err and "Traceback" not in err
