@@ -4,7 +4,7 @@
     python experiments/build_potential_data.py --set general --n 300 # many CoRE MOFs
 
 ``mil53``: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms, the breathing MOF):
-the structure, rattled (σ = 0.03-0.15 Å) and strained (±2-6 %, the cell shape changes that
+the structure, rattled (σ = 0.03-0.1 Å) and strained (±2-6 %, the cell shape changes that
 breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and 600 K.
 ``general``: CoRE MOFs of at most 120 atoms with elements SevenNet-0 knows, each as itself,
 two rattles and two strains.
@@ -35,7 +35,7 @@ def mil53_configurations(teacher: str, md_steps: int, interval: int) -> list:
     configs = teachers.perturbations(
         crystal,
         MIL53,
-        rattle_A=(0.03, 0.06, 0.1, 0.15) * 5,
+        rattle_A=(0.03, 0.05, 0.07, 0.1) * 5,
         strains=(-0.06, -0.04, -0.02, 0.02, 0.04, 0.06) * 3,
     )
     for k, temperature in enumerate((300.0, 600.0)):

@@ -118,10 +118,11 @@ class Crystal:
 
     @classmethod
     def from_ase(cls, atoms: ase.Atoms) -> Crystal:
+        # Copies: ASE updates its arrays in place (optimisers, MD), a Crystal must not change.
         return cls(
-            species=np.asarray(atoms.numbers, dtype=np.int32),
-            positions=np.asarray(atoms.positions, dtype=np.float64),
-            cell=np.asarray(atoms.cell.array, dtype=np.float64),
+            species=np.array(atoms.numbers, dtype=np.int32),
+            positions=np.array(atoms.positions, dtype=np.float64),
+            cell=np.array(atoms.cell.array, dtype=np.float64),
             pbc=tuple(bool(p) for p in atoms.pbc),
         )
 

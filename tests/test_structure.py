@@ -292,6 +292,18 @@ def test_pymatgen_and_ase_conversions_round_trip(triclinic):
         np.testing.assert_allclose(back.cell, triclinic.cell)
 
 
+def test_crystal_from_ase_does_not_follow_later_changes_of_the_atoms(triclinic):
+    """ASE moves atoms in place (MD, optimisers); a Crystal taken earlier must keep its geometry."""
+    atoms = triclinic.to_ase()
+    snapshot = Crystal.from_ase(atoms)
+    atoms.positions += 1.0
+    atoms.cell[0, 0] += 1.0
+    atoms.numbers[0] = 2
+    np.testing.assert_allclose(snapshot.positions, triclinic.positions, atol=1e-12)
+    np.testing.assert_allclose(snapshot.cell, triclinic.cell)
+    np.testing.assert_array_equal(snapshot.species, triclinic.species)
+
+
 def test_writing_a_non_periodic_crystal_as_cif_is_refused(tmp_path):
     molecule = Crystal(
         species=np.array([1, 1], np.int32),
