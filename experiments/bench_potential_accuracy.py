@@ -5,7 +5,8 @@
 
 ``mil53`` (system-specific student): ``experiments/data/mil53-sevennet-0.extxyz`` (built by
 ``build_potential_data.py --set mil53``), split by frame, test on held-out frames (MD
-snapshots, rattled and strained cells of the same MOF). ``general``: many CoRE MOFs, split by
+snapshots, rattled and strained cells of the same MOF), reported for all test frames and for
+the test frames that are MD snapshots. ``general``: many CoRE MOFs, split by
 structure, so the test MOFs were never seen in training.
 
 Students: ``nequip`` (2 layers, 16 channels, l_max 1, 5 Å) and ``mace`` (2 layers, 8 channels,
@@ -32,8 +33,14 @@ def student(model: str, elements):
     if model == "nequip":
         return NequIPConfig(elements=elements, cutoff=5.0, n_layers=2, channels=16, l_max=1)
     return MACEConfig(
-        elements=elements, cutoff=5.0, n_layers=2, channels=8, l_max=2, hidden_l=1,
-        correlation=2, radial_hidden=(32, 32),
+        elements=elements,
+        cutoff=5.0,
+        n_layers=2,
+        channels=8,
+        l_max=2,
+        hidden_l=1,
+        correlation=2,
+        radial_hidden=(32, 32),
     )
 
 
@@ -68,8 +75,17 @@ def main():
     if result is None:
         print(f"{name}: stopped after the step budget; run the same command to continue")
         return
+    from potentials import evaluate
+
     test = dict(result.metrics["test"])
     test.pop("predictions")
+    # The test frames that are MD snapshots (the "held-out MD snapshots").
+    test_set = dataset.split(group=group)["test"]
+    md_frames = [k for k, n in enumerate(test_set.names) if "/md-" in n]
+    test_md = None
+    if md_frames:
+        test_md = evaluate(result.config, result.params, test_set.take(md_frames))
+        test_md.pop("predictions")
     n_params = sum(int(np.size(x)) for x in __import__("jax").tree.leaves(result.params))
     save(
         f"potential_accuracy_{args.set}_{args.model}",
@@ -82,9 +98,10 @@ def main():
             "n_val": result.metrics["n_val"],
             "epochs_trained": len(result.metrics["history"]),
             "test": test,
+            "test_md_snapshots": test_md,
         },
     )
-    print(f"{name}: {n_params} parameters, test {test}")
+    print(f"{name}: {n_params} parameters, test {test}, MD snapshots {test_md}")
 
 
 if __name__ == "__main__":
