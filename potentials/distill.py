@@ -22,6 +22,7 @@ What :func:`distill` does:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -196,15 +197,12 @@ def predict(config, params, crystals: Sequence[Crystal], *, batch_nodes: int = 2
     return energy, forces, stress
 
 
-_COMPILED: dict = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _compiled(config):
-    """One jitted energy_forces_stress per config (shapes are bucketed by the loader)."""
-    if config not in _COMPILED:
-        model = config.build()
-        _COMPILED[config] = jax.jit(lambda p, g: energy_forces_stress(model.apply, p, g))
-    return _COMPILED[config]
+    """One jitted energy_forces_stress per config (configs are frozen, hence hashable; shapes
+    are bucketed by the loader, so each compiles a few times at most)."""
+    model = config.build()
+    return jax.jit(lambda p, g: energy_forces_stress(model.apply, p, g))
 
 
 def evaluate(config, params, dataset: Dataset) -> dict:
