@@ -29,6 +29,7 @@ last good frame (also written to the trajectory). Frames go to an extxyz file th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -356,6 +357,16 @@ def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: f
     ase.io.write(path, atoms, format="extxyz", append=True)
 
 
+@contextlib.contextmanager
+def _quiet_jax_md_x64():
+    """JAX-MD 0.2.29's sparse pruning scatters int64 into int32 under x64 (a FutureWarning
+    raised while tracing); harmless, and not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
+        yield
+
+
+@_quiet_jax_md_x64()
 def _run(
     system: System,
     init: Callable,
@@ -397,46 +408,6 @@ def _run(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
 
-    with warnings.catch_warnings():
-        # JAX-MD 0.2.29's sparse pruning scatters int64 into int32 under x64 (a FutureWarning
-        # raised while tracing); harmless, and not ours to fix.
-        warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
-        return _loop(
-            system,
-            init,
-            apply,
-            conserved,
-            steps,
-            dt_fs,
-            temperature_K,
-            npt,
-            seed,
-            log_every,
-            path,
-            traj_every,
-            max_temperature_K,
-            max_force,
-            progress,
-        )
-
-
-def _loop(
-    system,
-    init,
-    apply,
-    conserved,
-    steps,
-    dt_fs,
-    temperature_K,
-    npt,
-    seed,
-    log_every,
-    path,
-    traj_every,
-    max_temperature_K,
-    max_force,
-    progress,
-) -> MDResult:
     from jmof.progress import progress_bar
 
     kT = BOLTZMANN_EV_PER_K * temperature_K
