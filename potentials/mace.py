@@ -36,10 +36,10 @@ import numpy as np
 
 from jmof.graph import Graph
 from potentials.nequip import (
-    N_ELEMENTS,
     check_species,
     edge_geometry,
     graph_energy,
+    normalize_species_fields,
     species_onehot,
     species_table,
 )
@@ -84,21 +84,7 @@ class MACEConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        setattr_ = object.__setattr__
-        setattr_(self, "elements", tuple(int(z) for z in self.elements))
-        setattr_(self, "radial_hidden", tuple(int(w) for w in self.radial_hidden))
-        if self.atomic_energies is None:
-            setattr_(self, "atomic_energies", (0.0,) * len(self.elements))
-        setattr_(self, "atomic_energies", tuple(float(e) for e in self.atomic_energies))
-        if not self.elements or len(set(self.elements)) != len(self.elements):
-            raise ValueError(f"elements must be distinct atomic numbers, got {self.elements}")
-        if not all(1 <= z < N_ELEMENTS for z in self.elements):
-            raise ValueError(f"elements must be atomic numbers 1..118, got {self.elements}")
-        if len(self.atomic_energies) != len(self.elements):
-            raise ValueError(
-                f"atomic_energies has {len(self.atomic_energies)} entries for "
-                f"{len(self.elements)} elements"
-            )
+        normalize_species_fields(self)
         if not 0 <= self.hidden_l <= self.l_max:
             raise ValueError(f"hidden_l must be in 0..l_max={self.l_max}, got {self.hidden_l}")
         if self.correlation < 1 or self.n_layers < 1 or self.channels < 1:

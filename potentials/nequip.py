@@ -116,21 +116,7 @@ class NequIPConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        setattr_ = object.__setattr__
-        setattr_(self, "elements", tuple(int(z) for z in self.elements))
-        setattr_(self, "radial_hidden", tuple(int(w) for w in self.radial_hidden))
-        if self.atomic_energies is None:
-            setattr_(self, "atomic_energies", (0.0,) * len(self.elements))
-        setattr_(self, "atomic_energies", tuple(float(e) for e in self.atomic_energies))
-        if not self.elements or len(set(self.elements)) != len(self.elements):
-            raise ValueError(f"elements must be distinct atomic numbers, got {self.elements}")
-        if not all(1 <= z < N_ELEMENTS for z in self.elements):
-            raise ValueError(f"elements must be atomic numbers 1..118, got {self.elements}")
-        if len(self.atomic_energies) != len(self.elements):
-            raise ValueError(
-                f"atomic_energies has {len(self.atomic_energies)} entries for "
-                f"{len(self.elements)} elements"
-            )
+        normalize_species_fields(self)
         if not self.cutoff > 0 or self.n_layers < 1 or self.l_max < 0 or self.n_basis < 1:
             raise ValueError("cutoff must be > 0, n_layers >= 1, l_max >= 0 and n_basis >= 1")
         if self.self_connection not in _SELF_CONNECTIONS:
@@ -165,6 +151,26 @@ class NequIPConfig:
     def species_index(self) -> np.ndarray:
         """[119] int: embedding row of each atomic number, -1 for unknown elements."""
         return species_table(self.elements)
+
+
+def normalize_species_fields(config) -> None:
+    """Normalise and validate the fields every potential config shares (``elements``,
+    ``radial_hidden``, ``atomic_energies``) in its ``__post_init__``."""
+    setattr_ = object.__setattr__
+    setattr_(config, "elements", tuple(int(z) for z in config.elements))
+    setattr_(config, "radial_hidden", tuple(int(w) for w in config.radial_hidden))
+    if config.atomic_energies is None:
+        setattr_(config, "atomic_energies", (0.0,) * len(config.elements))
+    setattr_(config, "atomic_energies", tuple(float(e) for e in config.atomic_energies))
+    if not config.elements or len(set(config.elements)) != len(config.elements):
+        raise ValueError(f"elements must be distinct atomic numbers, got {config.elements}")
+    if not all(1 <= z < N_ELEMENTS for z in config.elements):
+        raise ValueError(f"elements must be atomic numbers 1..118, got {config.elements}")
+    if len(config.atomic_energies) != len(config.elements):
+        raise ValueError(
+            f"atomic_energies has {len(config.atomic_energies)} entries for "
+            f"{len(config.elements)} elements"
+        )
 
 
 def check_species(elements: Sequence[int], species, name: str = "structure") -> None:
