@@ -12,7 +12,7 @@ energy, forces and stress in float64 (parameters are cast), and compares against
 that does not come from the same evaluation:
 
 ========================  =========================================================================
-``rotation``              random rotations *and reflections* Q: E(QR) = E, F' = F Qᵀ, σ' = Q σ Qᵀ
+``rotation``              random rotations and reflections Q: E(QR) = E, F' = F Qᵀ, σ' = Q σ Qᵀ
 ``translation``           rigid translation by a random vector (positions not wrapped)
 ``permutation``           random reordering of the atoms: E equal, forces permuted
 ``supercell``             the (2, 2, 1) supercell: E = 4 E, forces tiled, stress equal
@@ -21,8 +21,10 @@ that does not come from the same evaluation:
 ========================  =========================================================================
 
 Errors are relative: ``max |a - b| / max |b|`` over all entries of a quantity, the largest over
-E, F and σ. Symmetry checks pass at ``symmetry_tolerance`` (default 1e-9); finite differences at
-``fd_tolerance`` (default 1e-6, step 1e-4 Å or 1e-4 strain: truncation error ~1e-8).
+E, F and σ. A potential equivariant under rotations only (e.g. NequIP with ``group="SO3"``, as
+SevenNet-0) is checked with ``reflections=False``. Symmetry checks pass at
+``symmetry_tolerance`` (default 1e-9); finite differences at ``fd_tolerance`` (default 1e-6,
+step 1e-4 Å or 1e-4 strain: truncation error ~1e-8).
 A crystal thinner than twice the cutoff is a useful input: it has several images of the same
 neighbour, and ``supercell`` then compares it with a cell where they are distinct atoms.
 """
@@ -136,10 +138,12 @@ def _transformed(crystal: Crystal, positions: np.ndarray, cell: np.ndarray, spec
     )
 
 
-def _check_rotation(ev, crystal, ref, rng, n_rotations: int) -> tuple[float, str]:
+def _check_rotation(
+    ev, crystal, ref, rng, n_rotations: int, reflections: bool = True
+) -> tuple[float, str]:
     worst, detail = 0.0, ""
     for k in range(n_rotations):
-        q = random_orthogonal(rng, reflect=k % 2 == 1)
+        q = random_orthogonal(rng, reflect=reflections and k % 2 == 1)
         pos = np.asarray(crystal.positions) @ q.T
         out = ev(_transformed(crystal, pos, np.asarray(crystal.cell) @ q.T))
         err = max(
@@ -237,6 +241,7 @@ def check_potential(
     checks: Sequence[str] = CHECKS,
     seed: int = 0,
     n_rotations: int = 4,
+    reflections: bool = True,
     supercell_repeats: Sequence[int] = (2, 2, 1),
     fd_atoms: int = 4,
     fd_step: float = 1e-4,
@@ -252,7 +257,9 @@ def check_potential(
         cutoff: Å, radius of the graph the potential expects.
         checks: which checks to run.
         seed: of the random rotations, translation, permutation and sampled atoms.
-        n_rotations: rotations tried (every second one a reflection).
+        n_rotations: rotations tried (every second one a reflection, with ``reflections``).
+        reflections: include reflections (False for potentials that are only rotation
+          equivariant).
         supercell_repeats: of the ``supercell`` check.
         fd_atoms, fd_step: atoms displaced and step (Å, and strain) of the finite differences.
         symmetry_tolerance, fd_tolerance: pass thresholds on the relative error.
@@ -269,7 +276,7 @@ def check_potential(
     results = []
     for name in checks:
         if name == "rotation":
-            err, detail = _check_rotation(ev, crystal, ref, rng, n_rotations)
+            err, detail = _check_rotation(ev, crystal, ref, rng, n_rotations, reflections)
         elif name == "translation":
             err, detail = _check_translation(ev, crystal, ref, rng)
         elif name == "permutation":

@@ -12,7 +12,6 @@ not at every step.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +30,8 @@ class JmofCalculator(Calculator):
     Args:
         model: a directory written by :func:`potentials.distill.distill` (or its ``model``
             subdirectory, or any ``jmof.checkpoint.save_model`` directory of a potential
-            config), or a loaded :class:`potentials.distill.Potential`.
+            config), the name of a shipped potential ("sevennet-0"), or a loaded
+            :class:`potentials.distill.Potential`.
         dtype: "float32" or "float64" for the evaluation (float64 needs
             ``jax_enable_x64``); default: the config's.
     """
@@ -42,12 +42,12 @@ class JmofCalculator(Calculator):
         super().__init__(**kwargs)
         from potentials.distill import Potential, _compiled, load
 
-        potential = model if isinstance(model, Potential) else load(Path(model))
+        potential = model if isinstance(model, Potential) else load(model)
+        potential = potential.astype(dtype or potential.config.dtype)
         self.potential = potential
         self.config = potential.config
-        dtype = jnp.dtype(dtype or self.config.dtype)
-        self.params = jax.tree.map(lambda x: jnp.asarray(x, dtype), potential.params)
-        self._dtype = dtype
+        self.params = potential.params
+        self._dtype = jnp.dtype(self.config.dtype)
         self._efs = _compiled(self.config)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

@@ -66,3 +66,41 @@ def distill(
         for name in ("energy_meV_atom", "forces_meV_A", "stress_GPa")
     ]
     _print_records(records, as_json)
+
+
+def convert(
+    source: Annotated[str, typer.Argument(help="What to convert: 'sevennet'.")],
+    out: Annotated[Path, typer.Option(help="Output model directory (must not exist).")],
+    model: Annotated[
+        str, typer.Option(help="SevenNet checkpoint: a name shipped in sevenn or a .pth path.")
+    ] = "7net-0",
+    dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+):
+    """Convert a pretrained potential into a jmof NequIP model directory (needs the [torch]
+    extra for this step only). The result loads in potentials.load, JmofCalculator and
+    jmof.md without torch."""
+    if source != "sevennet":
+        raise CLIError(f"unknown source {source!r}: only 'sevennet' converts")
+    if out.exists():
+        raise CLIError(f"{out}: already exists")
+    from potentials.convert.sevennet import convert as run
+
+    try:
+        config, params = run(out, model=model, dtype=dtype)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        raise CLIError(str(err)) from err
+    import jax
+    import numpy as np
+
+    n_params = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    record = {
+        "model": model,
+        "out": str(out),
+        "parameters": n_params,
+        "elements": len(config.elements),
+        "cutoff_A": config.cutoff,
+        "irreps": config.irreps,
+        "layers": config.n_layers,
+    }
+    _print_records([record], as_json)

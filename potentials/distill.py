@@ -85,6 +85,13 @@ class Potential:
 
         return JmofCalculator(self)
 
+    def astype(self, dtype: str) -> Potential:
+        """The same potential computing in ``dtype`` ("float32" or "float64"; float64 needs
+        ``jax_enable_x64``): config dtype replaced, parameters cast."""
+        config = dataclasses.replace(self.config, dtype=str(dtype))
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(dtype)), self.params)
+        return Potential(config, params, self.metrics)
+
 
 # --- statistics --------------------------------------------------------------------------------
 
@@ -329,9 +336,16 @@ def distill(
     return Potential(config, result.best_params, metrics)
 
 
-def load(path: str | Path) -> Potential:
-    """The potential saved by :func:`distill` (``out_dir`` or ``out_dir/model``) or by
-    ``jmof.checkpoint.save_model`` with a potential config."""
+#: Potentials shipped with jmof, by name (``load("sevennet-0")``).
+PRETRAINED = {"sevennet-0": Path(__file__).parent / "pretrained" / "sevennet-0"}
+
+
+def load(path: str | Path, dtype: str | None = None) -> Potential:
+    """The potential saved by :func:`distill` (``out_dir`` or ``out_dir/model``), by
+    ``jmof.checkpoint.save_model`` with a potential config, or shipped with jmof (a name in
+    :data:`PRETRAINED`, e.g. "sevennet-0"), computing in ``dtype`` (default: as saved)."""
+    if str(path) in PRETRAINED and not Path(path).exists():
+        path = PRETRAINED[str(path)]
     path = Path(path)
     if (path / MODEL_DIR).is_dir():
         path = path / MODEL_DIR
@@ -341,4 +355,4 @@ def load(path: str | Path) -> Potential:
     metrics = None
     if (path.parent / "metrics.json").is_file():
         metrics = json.loads((path.parent / "metrics.json").read_text())
-    return Potential(config, params, metrics)
+    return Potential(config, params, metrics).astype(dtype or config.dtype)

@@ -80,7 +80,7 @@ class MACEConfig:
     readout_hidden: int = 16
     avg_num_neighbors: float = 1.0
     atomic_energies: tuple[float, ...] | None = None
-    scale: float = 1.0
+    scale: float | tuple[float, ...] = 1.0
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -91,8 +91,8 @@ class MACEConfig:
             raise ValueError("correlation, n_layers and channels must be >= 1")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not self.cutoff > 0 or not self.avg_num_neighbors > 0 or not self.scale > 0:
-            raise ValueError("cutoff, avg_num_neighbors and scale must be positive")
+        if not self.cutoff > 0 or not self.avg_num_neighbors > 0:
+            raise ValueError("cutoff and avg_num_neighbors must be positive")
 
     def build(self) -> MACE:
         return MACE(self)

@@ -23,11 +23,17 @@ envelope, so messages vanish smoothly at ``cutoff``; ``Y`` are the spherical har
 energy per atom, ``E = Σ_atoms scale · e_atom + shift[species]``. The last block produces
 only the even scalars that the readout uses.
 
-Conventions (pinned so that converted weights, e.g. SevenNet-0, can be matched exactly):
-e3nn's "component" normalisation for spherical harmonics and tensor products, e3nn-jax
-"element" gradient normalisation of linear layers and MLPs (a ``1/sqrt(fan_in)`` factor in the
-forward pass), gate activations SiLU (even scalars) / tanh (odd scalars) with sigmoid / tanh
-gates, all normalised to unit second moment as e3nn does.
+Conventions (pinned so that converted weights, e.g. SevenNet-0, can be matched exactly, see
+``potentials.convert``): e3nn's "component" normalisation for spherical harmonics and tensor
+products, e3nn-jax's default "path" gradient normalisation of linear layers and MLPs (a
+``1/sqrt(fan_in)`` factor in the forward pass), gate activations SiLU (even scalars) / tanh
+(odd scalars) with sigmoid (or SiLU, ``gate_act``) / tanh gates, all normalised to unit second
+moment by ``e3nn_jax.normalize_function``.
+
+Options that exist to load other NequIP-family models through configuration (one model, not
+copies): ``group="SO3"`` (all features even, as SevenNet's ``is_parity=False``),
+``envelope="xplor"`` (a smooth switch from ``cutoff_on`` to ``cutoff``), ``trainable_bessel``
+(learned Bessel frequencies), ``gate_act="silu"`` and a per-element ``scale``.
 
 Padding (``jmof.graph.batch``) is handled by masks: padding edges carry zero radial weight,
 padding nodes zero energy, so a crystal has the same energy alone or in any padded batch.
@@ -50,16 +56,22 @@ __all__ = [
     "NequIP",
     "NequIPConfig",
     "bessel_basis",
+    "bessel_frequencies",
+    "check_envelope",
     "check_species",
     "edge_geometry",
     "graph_energy",
     "polynomial_envelope",
     "species_onehot",
     "species_table",
+    "xplor_envelope",
 ]
 
 _SELF_CONNECTIONS = ("species", "linear", "none")
 _DTYPES = ("float32", "float64")
+_GROUPS = ("O3", "SO3")
+_ENVELOPES = ("polynomial", "xplor")
+_GATE_ACTS = {"sigmoid": jax.nn.sigmoid, "silu": jax.nn.silu}
 N_ELEMENTS = 119
 
 
@@ -78,11 +90,18 @@ class NequIPConfig:
         l_max: highest degree of the spherical harmonics and of the hidden features.
         parity: hidden features of both parities per degree (``0e+0o+1o+1e+…``, NequIP's
           ``parity=True``); False keeps the natural parity ``(-1)^l`` only (``0e+1o+2e+…``).
+        group: "O3" (rotations and reflections) or "SO3" (rotations only: every feature and
+          spherical harmonic is labelled even, so all products of degrees are allowed, as in
+          SevenNet's ``is_parity=False``; the energy is then not reflection invariant).
         hidden_irreps: explicit hidden irreps (e.g. ``"64x0e+32x1o+16x2e"``), overriding
           ``channels``/``l_max``/``parity`` for the features (``l_max`` still sets the spherical
           harmonics).
         n_basis: Bessel functions of the radial basis.
+        trainable_bessel: learn the Bessel frequencies (initialised to ``k π / cutoff``).
+        envelope: "polynomial" (NequIP's, exponent ``envelope_p``) or "xplor" (1 below
+          ``cutoff_on``, then the XPLOR switching polynomial down to 0 at ``cutoff``).
         envelope_p: exponent ``p`` of the polynomial cutoff envelope (NequIP's default 6).
+        cutoff_on: Å, where the XPLOR switch starts (``envelope="xplor"`` only).
         radial_hidden: hidden widths of the radial MLP.
         avg_num_neighbors: divides the summed messages; set it from data
           (:func:`potentials.fit.average_neighbors`).
@@ -91,10 +110,13 @@ class NequIPConfig:
           "none".
         readout_hidden: width of the scalar layer between the last block and the energy;
           default half the scalar channels of the last block.
+        gate_act: activation of the even gate scalars, "sigmoid" (NequIP) or "silu"
+          (SevenNet).
         atomic_energies: eV, per entry of ``elements``, the energy shift of an isolated atom of
           that element (fit by least squares, :func:`potentials.fit.fit_atomic_energies`);
           default zeros.
-        scale: eV, multiplies the per-atom network output (e.g. the force RMS of the data).
+        scale: eV, multiplies the per-atom network output (e.g. the force RMS of the data); one
+          number, or one per entry of ``elements``.
         dtype: "float32" or "float64": of the computation and the parameters.
     """
 
@@ -104,15 +126,20 @@ class NequIPConfig:
     channels: int = 32
     l_max: int = 2
     parity: bool = True
+    group: str = "O3"
     hidden_irreps: str | None = None
     n_basis: int = 8
+    trainable_bessel: bool = False
+    envelope: str = "polynomial"
     envelope_p: int = 6
+    cutoff_on: float | None = None
     radial_hidden: tuple[int, ...] = (64, 64)
     avg_num_neighbors: float = 1.0
     self_connection: str = "species"
     readout_hidden: int | None = None
+    gate_act: str = "sigmoid"
     atomic_energies: tuple[float, ...] | None = None
-    scale: float = 1.0
+    scale: float | tuple[float, ...] = 1.0
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -123,19 +150,26 @@ class NequIPConfig:
             raise ValueError(f"self_connection must be in {_SELF_CONNECTIONS}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be in {_DTYPES}, got {self.dtype!r}")
-        if not self.avg_num_neighbors > 0 or not self.scale > 0:
-            raise ValueError("avg_num_neighbors and scale must be positive")
-        e3nn.Irreps(self.irreps)  # raises on a malformed hidden_irreps
+        if not self.avg_num_neighbors > 0:
+            raise ValueError("avg_num_neighbors must be positive")
+        if self.group not in _GROUPS:
+            raise ValueError(f"group must be in {_GROUPS}, got {self.group!r}")
+        if self.gate_act not in _GATE_ACTS:
+            raise ValueError(f"gate_act must be in {tuple(_GATE_ACTS)}, got {self.gate_act!r}")
+        check_envelope(self.envelope, self.cutoff, self.cutoff_on)
+        irreps = e3nn.Irreps(self.irreps)  # raises on a malformed hidden_irreps
+        if self.group == "SO3" and any(ir.p == -1 for _, ir in irreps):
+            raise ValueError(f"group='SO3' needs even hidden irreps, got {self.irreps}")
 
     @property
     def irreps(self) -> str:
         """The hidden irreps of the interaction blocks."""
         if self.hidden_irreps is not None:
             return str(e3nn.Irreps(self.hidden_irreps))
-        parities = ("e", "o") if self.parity else None
+        parities = ("e", "o") if self.parity and self.group == "O3" else None
         parts = []
         for l in range(self.l_max + 1):
-            natural = "e" if l % 2 == 0 else "o"
+            natural = "e" if l % 2 == 0 or self.group == "SO3" else "o"
             for p in parities or (natural,):
                 parts.append(f"{self.channels}x{l}{p}")
         return str(e3nn.Irreps("+".join(parts)).sort().irreps.simplify())
@@ -171,6 +205,24 @@ def normalize_species_fields(config) -> None:
             f"atomic_energies has {len(config.atomic_energies)} entries for "
             f"{len(config.elements)} elements"
         )
+    if isinstance(config.scale, (int, float)):
+        setattr_(config, "scale", float(config.scale))
+        scales = (config.scale,)
+    else:
+        setattr_(config, "scale", tuple(float(x) for x in config.scale))
+        scales = config.scale
+        if len(scales) != len(config.elements):
+            raise ValueError(f"scale has {len(scales)} entries for {len(config.elements)} elements")
+    if not all(x > 0 for x in scales):
+        raise ValueError(f"scale must be positive, got {config.scale}")
+
+
+def check_envelope(envelope: str, cutoff: float, cutoff_on: float | None) -> None:
+    """ValueError unless ``envelope`` is known and, for "xplor", ``0 <= cutoff_on < cutoff``."""
+    if envelope not in _ENVELOPES:
+        raise ValueError(f"envelope must be in {_ENVELOPES}, got {envelope!r}")
+    if envelope == "xplor" and (cutoff_on is None or not 0 <= cutoff_on < cutoff):
+        raise ValueError(f"envelope='xplor' needs 0 <= cutoff_on < cutoff, got {cutoff_on}")
 
 
 def check_species(elements: Sequence[int], species, name: str = "structure") -> None:
@@ -203,9 +255,23 @@ def species_onehot(elements: Sequence[int], graph: Graph, dtype):
     return index, known, onehot
 
 
-def edge_geometry(graph: Graph, cutoff: float, l_max: int, n_basis: int, p: int, dtype):
+def edge_geometry(
+    graph: Graph,
+    cutoff: float,
+    l_max: int,
+    n_basis: int,
+    p: int,
+    dtype,
+    *,
+    envelope: str = "polynomial",
+    cutoff_on: float | None = None,
+    frequencies: jax.Array | None = None,
+    group: str = "O3",
+):
     """(spherical harmonics [E] IrrepsArray up to ``l_max``, radial basis [E, n_basis]) of the
-    graph's edges: Bessel functions times the polynomial envelope, zero on padding edges."""
+    graph's edges: Bessel functions (of ``frequencies`` [n_basis] 1/Å if given) times the
+    cutoff envelope, zero on padding edges. With ``group="SO3"`` the harmonics are labelled
+    even (``0e+1e+2e+…``)."""
     edge_mask = jnp.asarray(graph.edge_mask)
     vectors = edge_vectors(graph).astype(dtype)
     # Padding edges have zero vectors: give them a harmless direction, zero weight below.
@@ -214,18 +280,44 @@ def edge_geometry(graph: Graph, cutoff: float, l_max: int, n_basis: int, p: int,
     sh = e3nn.spherical_harmonics(
         e3nn.Irreps.spherical_harmonics(l_max), vectors, normalize=True, normalization="component"
     )
-    envelope = polynomial_envelope(lengths, cutoff, p) * edge_mask
-    return sh, bessel_basis(lengths, n_basis, cutoff) * envelope[:, None]
+    if group == "SO3":
+        sh = e3nn.IrrepsArray(e3nn.Irreps.spherical_harmonics(l_max, p=1), sh.array)
+    if envelope == "xplor":
+        env = xplor_envelope(lengths, cutoff_on, cutoff)
+    else:
+        env = polynomial_envelope(lengths, cutoff, p)
+    basis = bessel_basis(lengths, n_basis, cutoff, frequencies)
+    return sh, basis * (env * edge_mask)[:, None]
 
 
-def bessel_basis(lengths: jax.Array, n: int, cutoff: float) -> jax.Array:
-    """[E, n]: ``sqrt(2/c) sin(k π r / c) / r`` for k = 1..n (the limit ``sqrt(2/c) k π / c`` at
-    r = 0). lengths: [E] Å."""
-    k = jnp.arange(1, n + 1, dtype=lengths.dtype)
+def bessel_basis(
+    lengths: jax.Array, n: int, cutoff: float, frequencies: jax.Array | None = None
+) -> jax.Array:
+    """[E, n]: ``sqrt(2/c) sin(w_k r) / r`` with ``w_k = k π / c`` for k = 1..n unless
+    ``frequencies`` [n] (1/Å) are given (the limit ``sqrt(2/c) w_k`` at r = 0).
+    lengths: [E] Å."""
+    if frequencies is None:
+        frequencies = bessel_frequencies(n, cutoff, lengths.dtype)
+    w = jnp.asarray(frequencies, lengths.dtype)
     r = lengths[:, None]
     safe = jnp.where(r == 0, 1.0, r)
-    value = jnp.sin(k * jnp.pi * safe / cutoff) / safe
-    return jnp.sqrt(2.0 / cutoff) * jnp.where(r == 0, k * jnp.pi / cutoff, value)
+    value = jnp.sin(w * safe) / safe
+    return jnp.sqrt(2.0 / cutoff) * jnp.where(r == 0, w, value)
+
+
+def bessel_frequencies(n: int, cutoff: float, dtype=jnp.float32) -> jax.Array:
+    """[n] 1/Å: the Bessel frequencies ``k π / cutoff``, k = 1..n."""
+    return jnp.arange(1, n + 1, dtype=dtype) * (jnp.pi / cutoff)
+
+
+def xplor_envelope(lengths: jax.Array, cutoff_on: float, cutoff: float) -> jax.Array:
+    """[E]: the XPLOR switch, 1 for ``r < r_on``, then
+    ``(c² - r²)² (c² + 2r² - 3r_on²) / (c² - r_on²)³`` (value and slope continuous at
+    ``r_on``, zero with zero slope at ``c``), 0 beyond ``c``."""
+    r2 = lengths**2
+    on2, c2 = cutoff_on**2, cutoff**2
+    switch = (c2 - r2) ** 2 * (c2 + 2 * r2 - 3 * on2) / (c2 - on2) ** 3
+    return jnp.where(lengths < cutoff_on, 1.0, jnp.where(lengths < cutoff, switch, 0.0))
 
 
 def polynomial_envelope(lengths: jax.Array, cutoff: float, p: int) -> jax.Array:
@@ -258,6 +350,7 @@ class _Interaction(nn.Module):
     avg_num_neighbors: float
     radial_hidden: tuple[int, ...]
     self_connection: str
+    gate_act: str = "sigmoid"
 
     @nn.compact
     def __call__(self, h, species, sh, radial, senders, receivers):
@@ -295,7 +388,7 @@ class _Interaction(nn.Module):
             out,
             even_act=jax.nn.silu,
             odd_act=jnp.tanh,
-            even_gate_act=jax.nn.sigmoid,
+            even_gate_act=_GATE_ACTS[self.gate_act],
             odd_gate_act=jnp.tanh,
         )
 
@@ -316,7 +409,24 @@ class NequIP(nn.Module):
         dtype = jnp.dtype(cfg.dtype)
         n_species = len(cfg.elements)
         index, known, onehot = species_onehot(cfg.elements, graph, dtype)
-        sh, radial = edge_geometry(graph, cfg.cutoff, cfg.l_max, cfg.n_basis, cfg.envelope_p, dtype)
+        frequencies = None
+        if cfg.trainable_bessel:
+            frequencies = self.param(
+                "bessel_frequencies",
+                lambda _: bessel_frequencies(cfg.n_basis, cfg.cutoff, dtype),
+            )
+        sh, radial = edge_geometry(
+            graph,
+            cfg.cutoff,
+            cfg.l_max,
+            cfg.n_basis,
+            cfg.envelope_p,
+            dtype,
+            envelope=cfg.envelope,
+            cutoff_on=cfg.cutoff_on,
+            frequencies=frequencies,
+            group=cfg.group,
+        )
 
         h = e3nn.IrrepsArray(f"{n_species}x0e", onehot)
         h = e3nn.flax.Linear(e3nn.Irreps(cfg.irreps).filter(keep="0e"), name="embed")(h)
@@ -328,6 +438,7 @@ class NequIP(nn.Module):
                 avg_num_neighbors=cfg.avg_num_neighbors,
                 radial_hidden=cfg.radial_hidden,
                 self_connection=cfg.self_connection,
+                gate_act=cfg.gate_act,
                 name=f"layer_{layer}",
             )(h, index, sh, radial, graph.senders, graph.receivers)
 
@@ -340,9 +451,13 @@ class NequIP(nn.Module):
 
 
 def graph_energy(graph: Graph, atomic, index, known, atomic_energies, scale) -> jax.Array:
-    """[G] eV: ``Σ_atoms scale · atomic + atomic_energies[species]`` per graph, 0 on padding."""
+    """[G] eV: ``Σ_atoms scale · atomic + atomic_energies[species]`` per graph, 0 on padding;
+    ``scale`` is one number or one per element (indexed like ``atomic_energies``)."""
     shifts = jnp.asarray(atomic_energies, atomic.dtype)[index]
-    atomic = jnp.where(known, scale * atomic + shifts, 0.0)
+    scales = jnp.asarray(scale, atomic.dtype)
+    if scales.ndim:
+        scales = scales[index]
+    atomic = jnp.where(known, scales * atomic + shifts, 0.0)
     n_graph = graph.n_node.shape[0]
     energy = jax.ops.segment_sum(atomic, graph.node_graph, num_segments=n_graph)
     return jnp.where(jnp.asarray(graph.graph_mask), energy, 0.0)

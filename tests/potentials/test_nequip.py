@@ -14,8 +14,8 @@ from jmof.data import coremof
 from jmof.graph import batch, radius_graph
 from jmof.potential import energy_forces_stress
 from jmof.structure import Crystal
-from jmof.testing import assert_potential
-from potentials.nequip import NequIPConfig, bessel_basis, polynomial_envelope
+from jmof.testing import assert_potential, check_potential
+from potentials.nequip import NequIPConfig, bessel_basis, polynomial_envelope, xplor_envelope
 
 SMALL = NequIPConfig(
     elements=(1, 6, 7, 8, 28, 30, 48),
@@ -31,6 +31,20 @@ SMALL = NequIPConfig(
 )
 VARIANT = dataclasses.replace(
     SMALL, parity=False, l_max=3, self_connection="linear", radial_hidden=(16,)
+)
+# SevenNet's settings: rotations only, XPLOR switch, learned Bessel frequencies, SiLU gates.
+# Three layers: the first makes vectors, the second their cross products (1e x 1e -> 1e), the
+# third triple products, the first chiral invariant.
+SO3 = dataclasses.replace(
+    SMALL,
+    n_layers=3,
+    group="SO3",
+    envelope="xplor",
+    cutoff_on=3.5,
+    trainable_bessel=True,
+    gate_act="silu",
+    self_connection="linear",
+    scale=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1),
 )
 
 
@@ -67,6 +81,20 @@ def test_equivariance_extensivity_and_derivatives(x64, mof, skewed, which):
     params = _params(config, crystal)
     results = assert_potential(config.build().apply, params, crystal, cutoff=config.cutoff)
     assert {r.name for r in results} >= {"rotation", "supercell", "stress_fd"}
+
+
+def test_so3_model_is_rotation_but_not_reflection_equivariant(x64, skewed):
+    params = _params(SO3, skewed)
+    # Learned frequencies start at k π / c and are parameters (a gradient reaches them).
+    np.testing.assert_allclose(params["params"]["bessel_frequencies"], np.arange(1, 9) * np.pi / 4)
+    # The XPLOR switch is only C¹ at r_on: central differences across it are good to ~1e-6.
+    assert_potential(
+        SO3.build().apply, params, skewed, cutoff=SO3.cutoff, reflections=False, fd_tolerance=1e-5
+    )
+    rotation = check_potential(
+        SO3.build().apply, params, skewed, cutoff=SO3.cutoff, checks=("rotation",)
+    )[0]
+    assert rotation.error > 1e-4 and "det Q = -1" in rotation.detail  # chiral: 1e o 1e -> 1e
 
 
 def test_energy_is_independent_of_padding_and_batch_partners(x64, mof, skewed):
@@ -149,10 +177,27 @@ def test_envelope_and_two_derivatives_vanish_at_the_cutoff(x64):
     assert np.all(np.diff(values) <= 1e-15)
 
 
+def test_xplor_switch_is_smooth_at_both_ends(x64):
+    on, c = 3.5, 5.0
+    scalar = lambda r: xplor_envelope(jnp.reshape(r, (1,)), on, c)[0]  # noqa: E731
+    slope = jax.grad(scalar)
+    assert float(scalar(jnp.asarray(on - 1e-9))) == 1.0
+    assert abs(float(scalar(jnp.asarray(on + 1e-9))) - 1.0) < 1e-12
+    assert abs(float(slope(jnp.asarray(on + 1e-9)))) < 1e-7  # slope 0 on both sides of r_on
+    assert abs(float(scalar(jnp.asarray(c - 1e-9)))) < 1e-12
+    assert abs(float(slope(jnp.asarray(c - 1e-9)))) < 1e-7
+    assert float(scalar(jnp.asarray(c + 0.1))) == 0.0
+    # Halfway the polynomial (c² - r²)² (c² + 2r² - 3 r_on²) / (c² - r_on²)³, by hand:
+    r = 4.25
+    expected = (c**2 - r**2) ** 2 * (c**2 + 2 * r**2 - 3 * on**2) / (c**2 - on**2) ** 3
+    np.testing.assert_allclose(float(scalar(jnp.asarray(r))), expected, rtol=1e-14)
+
+
 def test_irreps_follow_the_configuration():
     assert SMALL.irreps == "4x0e+4x0o+4x1o+4x1e+4x2e+4x2o"
     assert VARIANT.irreps == "4x0e+4x1o+4x2e+4x3o"
     assert dataclasses.replace(SMALL, hidden_irreps="8x0e+2x1o").irreps == "8x0e+2x1o"
+    assert SO3.irreps == "4x0e+4x1e+4x2e"
 
 
 def test_bad_configurations_and_unknown_elements_are_refused():
@@ -164,6 +209,20 @@ def test_bad_configurations_and_unknown_elements_are_refused():
         NequIPConfig(self_connection="dense")
     with pytest.raises(ValueError):
         NequIPConfig(hidden_irreps="8xq")
+    with pytest.raises(ValueError, match="cutoff_on"):
+        NequIPConfig(envelope="xplor")
+    with pytest.raises(ValueError, match="cutoff_on"):
+        NequIPConfig(envelope="xplor", cutoff_on=6.0, cutoff=5.0)
+    with pytest.raises(ValueError, match="group"):
+        NequIPConfig(group="O2")
+    with pytest.raises(ValueError, match="gate_act"):
+        NequIPConfig(gate_act="relu")
+    with pytest.raises(ValueError, match="even hidden irreps"):
+        NequIPConfig(group="SO3", hidden_irreps="8x0e+4x1o")
+    with pytest.raises(ValueError, match="scale has 2 entries"):
+        NequIPConfig(elements=(6, 7, 8), scale=(1.0, 2.0))
+    with pytest.raises(ValueError, match="positive"):
+        NequIPConfig(scale=0.0)
     with pytest.raises(ValueError, match="Cu are not known"):
         SMALL.check_species([6, 29, 8], name="x.cif")
     with pytest.raises(ValueError, match="x.cif: elements Cu"):
