@@ -186,7 +186,9 @@ def predict(config, params, crystals: Sequence[Crystal], *, batch_nodes: int = 2
     for k, crystal in enumerate(crystals):
         config.check_species(crystal.species, name=f"structure {k}")
     dataset = Dataset("predict", tuple(str(k) for k in range(len(crystals))), tuple(crystals))
-    loader = GraphLoader(dataset, cutoff=config.cutoff, batch_nodes=batch_nodes, shuffle=False)
+    loader = GraphLoader(
+        dataset, cutoff=config.cutoff, batch_nodes=batch_nodes, shuffle=False, tight=True
+    )
     efs = _compiled(config)
     energy = np.zeros(len(crystals))
     stress = np.zeros((len(crystals), 3, 3))

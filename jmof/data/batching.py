@@ -114,13 +114,22 @@ def capacity_for(
     return Capacity(N, E, int(n_graph))
 
 
-def _pad_shape(capacity: Capacity, nodes: int, edges: int) -> Capacity:
+def _pad_shape(capacity: Capacity, nodes: int, edges: int, tight: bool = False) -> Capacity:
     """The capacity of a batch: the common one, or for a structure bigger than the budget the
-    common one times the smallest power of two that holds it (few shapes for any size)."""
+    common one times the smallest power of two that holds it (few shapes for any size). With
+    ``tight``, an under-filled batch also shrinks, by powers of two down to 1/16 of the common
+    capacity (less padding, a few more compiled shapes: for inference)."""
     k = 1
     while nodes + 1 > k * capacity.n_node or edges > k * capacity.n_edge:
         k *= 2
-    return Capacity(k * capacity.n_node, k * capacity.n_edge, capacity.n_graph)
+    if k == 1 and tight:
+        fits = lambda f: nodes + 1 <= f * capacity.n_node and edges <= f * capacity.n_edge  # noqa: E731
+        while k > 1 / 16 and fits(k / 2):
+            k /= 2
+    n_node, n_edge = int(k * capacity.n_node), max(256, int(k * capacity.n_edge) // 256 * 256)
+    if n_edge < edges:
+        n_edge += 256
+    return Capacity(n_node, n_edge, capacity.n_graph)
 
 
 _AUTO_KEEP_EDGES = 50_000_000  # ~1 GB of int32 senders, receivers and shifts
@@ -149,6 +158,8 @@ class GraphLoader:
         progress: show a progress bar while building neighbour lists.
         node_targets: names of per-atom targets to carry (``Dataset.node_targets``, e.g.
             ``("forces",)``) into ``Batch.node_targets``.
+        tight: shrink under-filled batches (see :func:`_pad_shape`); for inference, where
+            padding costs time and a few more compiled shapes do not.
     """
 
     dataset: Dataset
@@ -162,6 +173,7 @@ class GraphLoader:
     graph_fn: Callable[[Graph], Graph] | None = None
     progress: bool = False
     node_targets: Sequence[str] = ()
+    tight: bool = False
     _counts: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     _graphs: list[Graph] | None = dataclasses.field(default=None, repr=False)
 
@@ -231,7 +243,8 @@ class GraphLoader:
         plan = []
         for members in bins:
             idx = order[members]
-            plan.append((idx, _pad_shape(capacity, int(n_node[idx].sum()), int(n_edge[idx].sum()))))
+            nodes, edges = int(n_node[idx].sum()), int(n_edge[idx].sum())
+            plan.append((idx, _pad_shape(capacity, nodes, edges, self.tight)))
         return plan
 
     def __call__(self, epoch: int = 0) -> Iterator[Batch]:

@@ -99,6 +99,36 @@ def test_oversize_structures_get_power_of_two_capacities(loader):
             )
 
 
+def test_tight_batches_shrink_but_still_hold_their_structures(loader):
+    """An inference loader pads an under-filled batch to a smaller power-of-two fraction of the
+    common capacity; the batches are the same, with fewer padded nodes."""
+    import dataclasses
+
+    from jmof.data.dataset import Dataset
+
+    k = int(np.argmin([c.n_atoms for c in loader.dataset.crystals]))
+    crystal = loader.dataset.crystals[k]
+    few = Dataset("copies", ("a", "b", "c"), (crystal,) * 3)  # one batch, under 1/4 full
+    budget = 16 * crystal.n_atoms
+    tight = GraphLoader(few, cutoff=5.0, batch_nodes=budget, shuffle=False, tight=True)
+    loose = dataclasses.replace(tight, tight=False)
+    cap = loose.capacity
+    padded = {"tight": 0, "loose": 0}
+    for (idx_t, shape_t), (idx_l, shape_l) in zip(tight.plan(0), loose.plan(0), strict=True):
+        np.testing.assert_array_equal(idx_t, idx_l)
+        nodes, edges = loose.n_node[idx_t].sum(), loose.n_edge[idx_t].sum()
+        assert nodes + 1 <= shape_t.n_node <= shape_l.n_node and edges <= shape_t.n_edge
+        fraction = shape_t.n_node / cap.n_node
+        assert fraction >= 1 / 16 and np.log2(fraction) == int(np.log2(fraction))
+        if fraction < 1:  # it could not have been halved once more
+            assert nodes + 1 > shape_t.n_node // 2 or edges > (cap.n_edge * fraction) // 2
+        padded["tight"] += shape_t.n_node - nodes
+        padded["loose"] += shape_l.n_node - nodes
+    assert padded["tight"] < padded["loose"]
+    for b in tight(0):  # and they build
+        assert b.graph.n_node.sum() == b.graph.positions.shape[0]
+
+
 def test_node_targets_follow_their_atoms_into_batches(loader):
     """Per-atom rows (e.g. forces) land on the nodes of their structure; NaN rows are masked."""
     import dataclasses
