@@ -9,7 +9,8 @@ breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and
 ``general``: CoRE MOFs of at most 120 atoms with elements SevenNet-0 knows, each as itself,
 two rattles and two strains.
 
-Labels come from SevenNet-0 by default (``--teacher chgnet`` for CHGNet) and are cached per
+Labels come from SevenNet-0 by default (``--teacher chgnet`` for CHGNet, ``--teacher
+sevennet-0-jax`` for SevenNet-0 converted to jmof: no torch needed) and are cached per
 configuration (``$JMOF_CACHE/labels``), so an interrupted run continues where it stopped:
 rerun the same command. The result goes to ``experiments/data/<set>-<teacher>.extxyz``
 (committed; the tests and the demo read it without torch).

@@ -15,7 +15,9 @@ never computed twice.
 The teachers: SevenNet-0 (``7net-0``, the 11 July 2024 NequIP-architecture model shipped in
 ``sevenn``, 5 Å cutoff, trained on MPtrj) and CHGNet 0.3.0 (shipped in ``chgnet``). Both give
 total energy (eV), forces (eV/Å) and stress through ASE calculators; stress is converted to
-ASE's convention, eV/Å³.
+ASE's convention, eV/Å³. ``"sevennet-0-jax"`` is SevenNet-0 converted to jmof
+(``potentials.load("sevennet-0")``, float32): the same model without torch, labelling in
+padded batches; its labels are cached separately from the torch teacher's.
 """
 
 from __future__ import annotations
@@ -33,13 +35,19 @@ from jmof.structure import Crystal
 
 __all__ = ["TEACHERS", "calculator", "label", "perturbations", "teacher_md"]
 
-TEACHERS = ("sevennet-0", "chgnet")
+TEACHERS = ("sevennet-0", "chgnet", "sevennet-0-jax")
+JAX_TEACHERS = {"sevennet-0-jax": "sevennet-0"}  # teacher -> shipped jmof potential
 
 
 def calculator(name: str):
-    """A fresh ASE calculator of the teacher ``name`` on the CPU (imports torch)."""
+    """A fresh ASE calculator of the teacher ``name`` on the CPU (imports torch, except for
+    the JAX teachers)."""
     if name not in TEACHERS:
         raise ValueError(f"unknown teacher {name!r}; choose from {TEACHERS}")
+    if name in JAX_TEACHERS:
+        from potentials.ase import JmofCalculator
+
+        return JmofCalculator(JAX_TEACHERS[name])
     # e3nn (pinned by the teachers) loads a pickled constants file that torch >= 2.6 refuses
     # under weights_only; the file ships inside the e3nn wheel.
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
@@ -81,42 +89,77 @@ def _compute(calc, crystal: Crystal) -> dict[str, np.ndarray]:
     }
 
 
+def _compute_batch(potential, crystals: Sequence[Crystal]) -> list[dict[str, np.ndarray]]:
+    energy, forces, stress = potential.energy_forces_stress(crystals)
+    return [
+        {
+            "energy": np.float64(energy[k]),
+            "forces": np.asarray(forces[k], np.float64),
+            "stress": np.asarray(stress[k], np.float64),
+        }
+        for k in range(len(crystals))
+    ]
+
+
+def _save(path, result: dict[str, np.ndarray]) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **result)
+    os.replace(tmp, path)
+
+
 def label(
     configurations: Sequence[tuple[str, Crystal]],
     teacher: str = "sevennet-0",
     *,
     cache: bool = True,
     progress: bool = True,
+    chunk: int = 32,
 ) -> Dataset:
     """Energy, forces and stress of each ``(name, crystal)`` from ``teacher``.
 
     Returns a :class:`jmof.data.Dataset` in the layout of :func:`jmof.data.labelled.read_extxyz`
     (targets ``energy`` and ``stress_*``, node target ``forces``). Cached results are reused;
-    the teacher is only loaded if something is missing.
+    the teacher is only loaded if something is missing. JAX teachers label ``chunk``
+    configurations per call (padded batches) and cache after each chunk.
     """
     from jmof.progress import progress_bar
 
+    if teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {teacher!r}; choose from {TEACHERS}")
     folder = cache_root() / "labels" / teacher
     folder.mkdir(parents=True, exist_ok=True)
-    calc = None
-    energies, stresses, forces = [], [], []
+    paths = [folder / f"{_key(teacher, crystal)}.npz" for _, crystal in configurations]
+    results: list[dict | None] = [
+        dict(np.load(path)) if cache and path.exists() else None for path in paths
+    ]
+    missing = [k for k, r in enumerate(results) if r is None]
     with progress_bar(progress) as bar:
         task = bar.add_task(f"labelling with {teacher}", total=len(configurations))
-        for _, crystal in configurations:
-            path = folder / f"{_key(teacher, crystal)}.npz"
-            if cache and path.exists():
-                result = dict(np.load(path))
-            else:
-                calc = calc or calculator(teacher)
-                result = _compute(calc, crystal)
+        bar.advance(task, len(configurations) - len(missing))
+        if teacher in JAX_TEACHERS and missing:
+            from potentials.distill import load
+
+            potential = load(JAX_TEACHERS[teacher])
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                batch = _compute_batch(potential, [configurations[k][1] for k in part])
+                for k, result in zip(part, batch, strict=True):
+                    results[k] = result
+                    if cache:
+                        _save(paths[k], result)
+                bar.advance(task, len(part))
+        elif missing:
+            calc = calculator(teacher)
+            for k in missing:
+                results[k] = _compute(calc, configurations[k][1])
                 if cache:
-                    tmp = path.with_suffix(".tmp.npz")
-                    np.savez(tmp, **result)
-                    os.replace(tmp, path)
-            energies.append(float(result["energy"]))
-            stresses.append(np.asarray(result["stress"]).reshape(9))
-            forces.append(np.asarray(result["forces"]))
-            bar.advance(task)
+                    _save(paths[k], results[k])
+                bar.advance(task)
+    energies, stresses, forces = [], [], []
+    for result in results:
+        energies.append(float(result["energy"]))
+        stresses.append(np.asarray(result["stress"]).reshape(9))
+        forces.append(np.asarray(result["forces"]))
     stresses = np.asarray(stresses).reshape(len(configurations), 9)
     targets = {"energy": np.asarray(energies)}
     targets.update({key: stresses[:, i] for i, key in enumerate(STRESS_KEYS)})

@@ -4,6 +4,7 @@ on CoRE MOFs and inorganic crystals, against a reference file written once by
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
@@ -82,3 +83,31 @@ def test_converter_reproduces_the_shipped_model():
     ship = dict(jax.tree.flatten_with_path(shipped.params)[0])
     for path, value in flat:
         np.testing.assert_array_equal(np.asarray(ship[path]), value, err_msg=str(path))
+
+
+def test_jax_teacher_labels_like_sevennet_and_caches(reference, tmp_path, monkeypatch):
+    """The torch-free teacher "sevennet-0-jax" (float32) reproduces the float64 reference to
+    float32 precision, writes its cache, and a second call reads it without the model."""
+    from potentials import teachers
+
+    monkeypatch.setenv("JMOF_CACHE", str(tmp_path))
+    inorganic = [k for k, name in enumerate(reference.names) if "_" not in name]
+    configs = [(reference.names[k], reference.crystals[k]) for k in inorganic]
+    labels = teachers.label(configs, "sevennet-0-jax", progress=False)
+    sub = reference.take(inorganic)
+    n_atoms = np.array([c.n_atoms for c in sub.crystals])
+    e_err = np.abs(labels.targets["energy"] - sub.targets["energy"]) / n_atoms
+    assert e_err.max() < 5e-5, e_err  # float32: ~1e-6 relative of ~7 eV/atom
+    for f, r in zip(labels.node_targets["forces"], sub.node_targets["forces"], strict=True):
+        assert np.abs(f - r).max() < 1e-4
+    s_err = np.abs(stress_array(labels) - stress_array(sub)).max() * EV_PER_A3_TO_GPA
+    assert s_err < 1e-3, s_err
+    assert len(list((tmp_path / "labels" / "sevennet-0-jax").glob("*.npz"))) == len(configs)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the cache should have answered")
+
+    # (the package exports a function named distill, so reach the module through sys.modules)
+    monkeypatch.setattr(sys.modules["potentials.distill"], "load", no_model)
+    again = teachers.label(configs, "sevennet-0-jax", progress=False)
+    np.testing.assert_array_equal(again.targets["energy"], labels.targets["energy"])
