@@ -4,6 +4,7 @@ ASE integration, teachers (SevenNet-0, CHGNet; ``[torch]`` extra) and distillati
     from potentials import NequIPConfig, distill, load
     student = distill(labelled_dataset, out_dir="runs/student", config=NequIPConfig(...))
     atoms.calc = load("runs/student").calculator()
+    atoms.calc = load("sevennet-0").calculator()       # SevenNet-0, converted (convert/)
 """
 
 from jmof.potential import energy_forces_stress

@@ -33,7 +33,7 @@ from jmof.data.dataset import Dataset
 from jmof.data.labelled import STRESS_KEYS
 from jmof.structure import Crystal
 
-__all__ = ["TEACHERS", "calculator", "label", "perturbations", "teacher_md"]
+__all__ = ["TEACHERS", "calculator", "label", "perturbations", "relaxed", "teacher_md"]
 
 TEACHERS = ("sevennet-0", "chgnet", "sevennet-0-jax")
 JAX_TEACHERS = {"sevennet-0-jax": "sevennet-0"}  # teacher -> shipped jmof potential
@@ -200,6 +200,35 @@ def perturbations(
             (f"{name}/strain/{k}", Crystal(crystal.species, moved, cell @ deform, crystal.pbc))
         )
     return out
+
+
+def relaxed(
+    crystal: Crystal,
+    teacher: str = "sevennet-0",
+    *,
+    fmax: float = 0.1,
+    steps: int = 100,
+    cache: bool = True,
+) -> Crystal:
+    """The crystal relaxed by the teacher at fixed cell (ASE BFGS until every force component
+    is below ``fmax`` eV/Å or ``steps`` steps), cached under ``$JMOF_CACHE/relaxed/<teacher>/``.
+    Experimental structures (X-ray hydrogen positions, solvent removed) carry forces of
+    several eV/Å under a universal potential; perturbing the relaxed structure instead gives
+    configurations of the kind a simulation visits."""
+    from ase.optimize import BFGS
+
+    path = cache_root() / "relaxed" / teacher / f"{_key(teacher, crystal)}-{fmax:g}-{steps}.npz"
+    if cache and path.exists():
+        positions = np.load(path)["positions"]
+    else:
+        atoms = crystal.to_ase()
+        atoms.calc = calculator(teacher)
+        BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps)
+        positions = np.asarray(atoms.positions, np.float64)
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _save(path, {"positions": positions})
+    return Crystal(crystal.species, positions, crystal.cell, crystal.pbc)
 
 
 def teacher_md(

@@ -111,3 +111,23 @@ def test_jax_teacher_labels_like_sevennet_and_caches(reference, tmp_path, monkey
     monkeypatch.setattr(sys.modules["potentials.distill"], "load", no_model)
     again = teachers.label(configs, "sevennet-0-jax", progress=False)
     np.testing.assert_array_equal(again.targets["energy"], labels.targets["energy"])
+
+
+def test_teacher_relaxation_lowers_forces_and_is_cached(reference, tmp_path, monkeypatch):
+    from potentials import teachers
+
+    monkeypatch.setenv("JMOF_CACHE", str(tmp_path))
+    crystal = reference.crystals[reference.names.index("NaCl-rocksalt")]  # rattled, strained
+    before = np.abs(reference.node_targets["forces"][reference.names.index("NaCl-rocksalt")])
+    out = teachers.relaxed(crystal, "sevennet-0-jax", fmax=0.02)
+    atoms = out.to_ase()
+    atoms.calc = teachers.calculator("sevennet-0-jax")
+    assert before.max() > 0.2 and np.abs(atoms.get_forces()).max() < 0.02
+    np.testing.assert_array_equal(out.cell, crystal.cell)  # fixed cell
+
+    def no_teacher(name):
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(teachers, "calculator", no_teacher)
+    again = teachers.relaxed(crystal, "sevennet-0-jax", fmax=0.02)
+    np.testing.assert_array_equal(again.positions, out.positions)
