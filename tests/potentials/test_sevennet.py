@@ -131,3 +131,15 @@ def test_teacher_relaxation_lowers_forces_and_is_cached(reference, tmp_path, mon
     monkeypatch.setattr(teachers, "calculator", no_teacher)
     again = teachers.relaxed(crystal, "sevennet-0-jax", fmax=0.02)
     np.testing.assert_array_equal(again.positions, out.positions)
+
+
+def test_convert_command_errors_are_clear(tmp_path, capsys):
+    from jmof.cli import main
+
+    assert main(["convert", "mace", "--out", str(tmp_path / "x")]) == 1
+    assert "only 'sevennet'" in capsys.readouterr().err
+    missing = tmp_path / "nothing.pth"
+    assert main(["convert", "sevennet", "--model", str(missing), "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("nothing.pth" in err or "[torch]" in err)
+    assert not (tmp_path / "y").exists()
