@@ -2,7 +2,7 @@
 through ASE (issue 7).
 
     python experiments/sevennet_md.py --device gpu            # the intended run (a GPU)
-    python experiments/sevennet_md.py --steps 200 --torch-seconds 60   # a short CPU check
+    python experiments/sevennet_md.py --relax-only            # the relaxations alone (CPU)
 
 1. **Relaxation**: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms; the starting frame
    of ``experiments/data/mil53-sevennet-0.extxyz``), ASE BFGS to fmax 0.02 eV/Å at fixed cell,
@@ -179,6 +179,7 @@ def main():
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--torch-seconds", type=float, default=300.0)
     parser.add_argument("--relax-steps", type=int, default=500)
+    parser.add_argument("--relax-only", action="store_true", help="skip the NVT runs")
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -189,7 +190,7 @@ def main():
 
     out = args.out or HERE / "results" / f"sevennet_md_{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"device": args.device, "jax_device": str(jax.devices()[0]), "steps": args.steps}
+    payload = {"device": args.device, "jax_device": str(jax.devices()[0])}
 
     def write():
         out.write_text(json.dumps(payload, indent=1, default=float))
@@ -209,6 +210,10 @@ def main():
         payload["relax_max_displacement_A"] = float(np.linalg.norm(d, axis=1).max())
         print("relax torch", payload["relax_torch"], flush=True)
     write()
+    if args.relax_only:
+        print(f"wrote {out}")
+        return
+    payload["nvt_steps"] = args.steps
     e_ref = payload["relax_jmof"]["energy_eV"] / len(relaxed)
     runs = {}
     runs["jmof (JAX-MD)"] = jmof_nvt(Crystal.from_ase(relaxed), e_ref, args.steps)
