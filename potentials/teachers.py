@@ -277,7 +277,7 @@ def teacher_md(
                 "forces": np.asarray(atoms.get_forces(), np.float64),
                 "stress": np.asarray(atoms.get_stress(voigt=False), np.float64),
             }
-            np.savez(folder / f"{_key(teacher, snapshot)}.npz", **result)
+            _save(folder / f"{_key(teacher, snapshot)}.npz", result)
             snapshots.append((f"{name}/md-{temperature_K:g}K/{step:05d}", snapshot))
             bar.advance(task, interval)
     return snapshots

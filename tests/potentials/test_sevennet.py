@@ -145,3 +145,18 @@ def test_convert_command_errors_are_clear(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and ("nothing.pth" in err or "[torch]" in err)
     assert not (tmp_path / "y").exists()
+
+
+def test_teacher_md_snapshots_are_labelled_from_the_cache(reference, tmp_path, monkeypatch):
+    from potentials import teachers
+
+    monkeypatch.setenv("JMOF_CACHE", str(tmp_path))
+    crystal = reference.crystals[reference.names.index("Si-diamond")]
+    snaps = teachers.teacher_md(
+        crystal, "Si", "sevennet-0-jax", temperature_K=300, steps=4, interval=2, progress=False
+    )
+    assert [name for name, _ in snaps] == ["Si/md-300K/00002", "Si/md-300K/00004"]
+    assert not np.allclose(snaps[0][1].positions, snaps[1][1].positions)
+    monkeypatch.setattr(sys.modules["potentials.distill"], "load", lambda *a, **k: 1 / 0)
+    labels = teachers.label(snaps, "sevennet-0-jax", progress=False)  # all from the cache
+    assert np.isfinite(labels.targets["energy"]).all()
