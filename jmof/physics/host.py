@@ -1,0 +1,235 @@
+"""The framework as a guest sees it: its atoms replicated for a cutoff, and guest–host energies.
+
+Exact periodic images for any cell shape: the cell is replicated into a supercell whose every
+perpendicular width is at least twice the cutoff. Then at most one periodic image of each
+supercell atom lies within the cutoff of any point, and it is the one reached by rounding the
+fractional separation (|Δs_i| = |Δr · b_i| ≤ |Δr| / w_i < 1/2 for |Δr| < r_c ≤ w_i / 2, with b_i
+the reciprocal vectors), so the minimum-image sum over the supercell is exact, also for strongly
+skewed triclinic cells.
+
+Everything here is a pure function of arrays, so energies are differentiable with respect to
+atom positions, the cell (strain) and the force-field parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jmof.physics.forcefield import ForceField, Guest, lj_energy
+from jmof.progress import progress_bar
+from jmof.structure import Crystal
+
+_MIN_R2 = 1e-4  # Å²; distances are floored at 0.01 Å so that u stays finite (~1e30 K)
+
+
+def supercell_repeats(cell: np.ndarray, cutoff: float) -> tuple[int, int, int]:
+    """Repeats ``(na, nb, nc)`` making every perpendicular width of the supercell ≥ 2·cutoff.
+
+    Args:
+        cell: [3, 3] Å, rows are lattice vectors (must be concrete, not traced).
+        cutoff: Å.
+    """
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(np.linalg.det(cell))
+    widths = volume / np.linalg.norm(np.cross(np.roll(cell, -1, 0), np.roll(cell, -2, 0)), axis=1)
+    return tuple(max(1, math.ceil(2.0 * cutoff / w - 1e-9)) for w in widths)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """Framework atoms of the supercell with their Lennard-Jones parameters.
+
+    Attributes:
+        frac: [n, 3] fractional coordinates in the supercell, wrapped into [0, 1).
+        cell: [3, 3] Å, supercell lattice vectors (rows).
+        epsilon: [n] K, framework ε of each atom.
+        sigma: [n] Å, framework σ of each atom.
+        repeats: (na, nb, nc) replication of the unit cell (static).
+        cutoff: Å (static).  shifted: shifted-at-cutoff pair energy (static).
+    """
+
+    frac: jax.Array
+    cell: jax.Array
+    epsilon: jax.Array
+    sigma: jax.Array
+    repeats: tuple[int, int, int] = dataclasses.field(metadata=dict(static=True))
+    cutoff: float = dataclasses.field(metadata=dict(static=True))
+    shifted: bool = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.frac.shape[0])
+
+
+def host(crystal: Crystal, ff: ForceField, repeats: tuple[int, int, int] | None = None) -> Host:
+    """Replicate ``crystal`` for ``ff.cutoff`` and attach per-atom LJ parameters.
+
+    Differentiable with respect to ``crystal.positions``, ``crystal.cell`` and ``ff``'s
+    parameters. ``repeats`` must be given when the cell is traced (inside ``jax.grad``); by
+    default it is computed from the concrete cell.
+    """
+    if repeats is None:
+        repeats = supercell_repeats(np.asarray(crystal.cell), ff.cutoff)
+        ff.check(np.asarray(crystal.species))
+    reps = jnp.asarray(repeats, dtype=jnp.result_type(float))
+    cell = jnp.asarray(crystal.cell)
+    frac = jnp.linalg.solve(cell.T, jnp.asarray(crystal.positions).T).T
+    frac = frac - jnp.floor(frac)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij"), -1)
+    shifts = jnp.asarray(grid.reshape(-1, 3), dtype=frac.dtype)
+    super_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
+    species = jnp.tile(jnp.asarray(crystal.species), len(shifts))
+    return Host(
+        frac=super_frac,
+        cell=cell * reps[:, None],
+        epsilon=jnp.take(ff.epsilon, species),
+        sigma=jnp.take(ff.sigma, species),
+        repeats=tuple(int(n) for n in repeats),
+        cutoff=float(ff.cutoff),
+        shifted=bool(ff.shifted),
+    )
+
+
+def site_energies(
+    host: Host, sites: jax.Array, site_epsilon: jax.Array, site_sigma: jax.Array
+) -> jax.Array:
+    """Lennard-Jones energy of guest sites with the whole framework.
+
+    Args:
+        host: the replicated framework.
+        sites: [p, s, 3] fractional coordinates of s sites for each of p configurations, in the
+            supercell's fractional frame.
+        site_epsilon: [s] K.  site_sigma: [s] Å.
+
+    Returns:
+        [p] K, total guest–framework energy of each configuration.
+    """
+    eps = jnp.sqrt(host.epsilon[:, None] * site_epsilon[None, :])  # [n, s]
+    sig = 0.5 * (host.sigma[:, None] + site_sigma[None, :])
+    d = sites[:, :, None, :] - host.frac[None, None, :, :]  # [p, s, n, 3]
+    d = d - jnp.round(d)
+    r = d @ host.cell
+    r2 = jnp.maximum(jnp.sum(r * r, axis=-1), _MIN_R2)
+    u = lj_energy(r2, eps.T[None], sig.T[None], host.cutoff, host.shifted)  # [p, s, n]
+    return jnp.sum(u, axis=(1, 2))
+
+
+def unit_to_super(host: Host, frac: jax.Array) -> jax.Array:
+    """Fractional coordinates of the unit cell → fractional coordinates of the supercell."""
+    return frac / jnp.asarray(host.repeats, dtype=frac.dtype)
+
+
+def guest_sites(host: Host, guest: Guest, centres: jax.Array, rotations: jax.Array) -> jax.Array:
+    """Supercell fractional coordinates of the guest's sites.
+
+    Args:
+        centres: [p, 3] fractional coordinates (unit cell) of the molecule's centre.
+        rotations: [p, 3, 3] rotation matrices applied to ``guest.positions`` (row vectors).
+
+    Returns:
+        [p, s, 3] supercell fractional coordinates.
+    """
+    body = jnp.asarray(guest.positions, dtype=centres.dtype)
+    offsets = jnp.einsum("sj,pkj->psk", body, rotations)  # Å, Cartesian
+    inv_cell = jnp.linalg.inv(host.cell)
+    return unit_to_super(host, centres)[:, None, :] + offsets @ inv_cell
+
+
+def random_rotations(key: jax.Array, n: int) -> jax.Array:
+    """[n, 3, 3] rotation matrices uniform on SO(3) (normalised Gaussian quaternions)."""
+    q = jax.random.normal(key, (n, 4))
+    q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return jnp.stack(
+        [
+            jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
+
+
+def chunk_size(host: Host, n_sites: int, budget: int = 1 << 22) -> int:
+    """Configurations per evaluation chunk so that a chunk holds ≤ ``budget`` site–atom pairs."""
+    return max(1, budget // max(1, host.n_atoms * n_sites))
+
+
+@jax.jit
+def _chunk_energies(host, centres, rotations, body, site_epsilon, site_sigma):
+    offsets = jnp.einsum("sj,pkj->psk", body, rotations)
+    sites = unit_to_super(host, centres)[:, None, :] + offsets @ jnp.linalg.inv(host.cell)
+    return site_energies(host, sites, site_epsilon, site_sigma)
+
+
+def energies(
+    host: Host,
+    guest: Guest,
+    centres: jax.Array,
+    rotations: jax.Array | None = None,
+    *,
+    chunk: int | None = None,
+    progress: bool = False,
+    description: str = "energies",
+) -> jax.Array:
+    """Guest–framework energy of many guest configurations, evaluated in fixed-size chunks so that
+    memory stays bounded (one compiled shape per host and chunk size).
+
+    Args:
+        host: the replicated framework.
+        guest: the guest model.
+        centres: [p, 3] fractional coordinates (unit cell) of the guest's centre.
+        rotations: [p, 3, 3] orientations; ignored (may be None) for a single-site guest.
+        chunk: configurations per compiled call (default: ``chunk_size``).
+        progress: show a progress bar over chunks.
+
+    Returns:
+        [p] K. Differentiable with respect to ``host`` and ``centres``.
+    """
+    centres = jnp.asarray(centres)
+    p = centres.shape[0]
+    dtype = centres.dtype
+    body = jnp.asarray(guest.positions, dtype=dtype)
+    if rotations is None:
+        if not guest.is_point:
+            raise ValueError(f"guest {guest.name} has {guest.n_sites} sites: give rotations")
+        rotations = jnp.broadcast_to(jnp.eye(3, dtype=dtype), (p, 3, 3))
+    site_eps = jnp.asarray(guest.epsilon, dtype=dtype)
+    site_sig = jnp.asarray(guest.sigma, dtype=dtype)
+    chunk = int(chunk or chunk_size(host, guest.n_sites))
+    chunk = min(chunk, max(p, 1))
+    n_chunks = -(-p // chunk)
+    pad = n_chunks * chunk - p
+    if pad:
+        centres = jnp.concatenate([centres, jnp.zeros((pad, 3), dtype)])
+        eye = jnp.broadcast_to(jnp.eye(3, dtype=dtype), (pad, 3, 3))
+        rotations = jnp.concatenate([rotations, eye])
+
+    out = []
+    with progress_bar(enabled=progress, transient=True) as bar:
+        task = bar.add_task(description, total=n_chunks)
+        for k in range(n_chunks):
+            window = slice(k * chunk, (k + 1) * chunk)
+            out.append(
+                _chunk_energies(host, centres[window], rotations[window], body, site_eps, site_sig)
+            )
+            bar.advance(task)
+    return jnp.concatenate(out)[:p]
+
+
+__all__ = [
+    "energies",
+    "Host",
+    "guest_sites",
+    "host",
+    "random_rotations",
+    "site_energies",
+    "supercell_repeats",
+    "unit_to_super",
+]
