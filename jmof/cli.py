@@ -268,6 +268,10 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     app.command()(info)
     app.command()(graph)
+    from jmof.physics import cli as physics_cli
+
+    for command in (physics_cli.grid, physics_cli.henry, physics_cli.geometry):
+        app.command()(command)
     data_app = typer.Typer(help="Datasets: extract, parse, summarise.", no_args_is_help=True)
     data_app.command("coremof")(data_coremof)
     app.add_typer(data_app, name="data")
