@@ -103,6 +103,38 @@ def summarize() -> None:
                 f"AUC {m['roc_auc']:.3f}" if "roc_auc" in m else f"{m['mae']:.3g} / {m['r2']:.3f}"
             )
         print(f"| {label} | " + " | ".join(cells) + " |")
+    plot_learning_curves(baselines)
+
+
+def plot_learning_curves(baselines: dict) -> None:
+    """Test MAE (ROC-AUC for Has_OMS) against training-set size, GBM and CGCNN, one panel per
+    target: ``experiments/results/learning_curve.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = {"GBM (RACs + cell)": {}, "CGCNN (single, 15+ epochs)": {}}
+    for row in baselines["rows"]:
+        if row["family"] == "gbm":
+            families["GBM (RACs + cell)"][row["n_train"]] = row["metrics"]
+    for path in RESULTS.glob("cgcnn_single-*.json"):
+        result = json.loads(path.read_text())
+        families["CGCNN (single, 15+ epochs)"][result["n_train"]] = result["metrics"]
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=(4 * len(TARGETS), 3.6))
+    for ax, target, kind in zip(axes, TARGETS, KINDS):
+        key = "roc_auc" if kind == "classification" else "mae"
+        for label, rows in families.items():
+            sizes = sorted(rows)
+            ax.plot(sizes, [rows[n][target][key] for n in sizes], "o-", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel("test ROC-AUC" if key == "roc_auc" else "test MAE")
+        ax.set_title(target)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "learning_curve.png", dpi=110)
+    print(f"wrote {RESULTS / 'learning_curve.png'}")
 
 
 def main():

@@ -181,9 +181,10 @@ def distance_grid(
 def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of a periodic boolean grid and the dimensionality of each.
 
-    Points are 6-connected, across the periodic faces too. A component's dimensionality is the
-    rank of the lattice translations along which it winds: 0 for a pocket, 1–3 for a channel
-    system that percolates in 1–3 independent directions.
+    Points are connected to their 6 face neighbours (``connectivity=6``), also the 12 edge
+    neighbours (18) or all 26, across the periodic boundaries too. A component's dimensionality
+    is the rank of the lattice translations along which it winds: 0 for a pocket, 1–3 for a
+    channel system that percolates in 1–3 independent directions.
 
     Returns:
         ``(labels [nx, ny, nz] int, 0 outside the mask, dims [n_labels + 1] int)``, with the
