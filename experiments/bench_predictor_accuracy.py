@@ -121,13 +121,17 @@ def plot_learning_curves(baselines: dict) -> None:
     for path in RESULTS.glob("cgcnn_single-*.json"):
         result = json.loads(path.read_text())
         families["CGCNN (single, 15+ epochs)"][result["n_train"]] = result["metrics"]
-    fig, axes = plt.subplots(1, len(TARGETS), figsize=(4 * len(TARGETS), 3.6))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    axes = axes.ravel()
+    sizes_all = sorted({n for rows in families.values() for n in rows})
     for ax, target, kind in zip(axes, TARGETS, KINDS):
         key = "roc_auc" if kind == "classification" else "mae"
         for label, rows in families.items():
             sizes = sorted(rows)
             ax.plot(sizes, [rows[n][target][key] for n in sizes], "o-", label=label)
         ax.set_xscale("log")
+        ax.set_xticks(sizes_all, [f"{n:,}" for n in sizes_all])
+        ax.minorticks_off()
         ax.set_xlabel("training structures")
         ax.set_ylabel("test ROC-AUC" if key == "roc_auc" else "test MAE")
         ax.set_title(target)
