@@ -8,7 +8,13 @@ differentiated with respect to atom positions, the cell and force-field paramete
 from jmof.physics.descriptors import average_boltzmann_factor, energy_histogram
 from jmof.physics.forcefield import GUESTS, ForceField, Guest, dreiding, guest, uff
 from jmof.physics.grid import EnergyGrid, energy_grid, interpolate, read_griday
-from jmof.physics.widom import HenryResult, henry_coefficient, log_henry
+from jmof.physics.widom import (
+    HenryResult,
+    henry_coefficient,
+    henry_coefficients,
+    henry_from_energies,
+    log_henry,
+)
 
 __all__ = [
     "GUESTS",
@@ -22,6 +28,8 @@ __all__ = [
     "energy_histogram",
     "guest",
     "henry_coefficient",
+    "henry_coefficients",
+    "henry_from_energies",
     "interpolate",
     "log_henry",
     "read_griday",

@@ -27,12 +27,16 @@ def histogram_edges(lower: float = -20.0, upper: float = 0.0, width: float = 1.0
 
 
 def energy_histogram(
-    grid: EnergyGrid, lower: float = -20.0, upper: float = 0.0, width: float = 1.0
+    grid: EnergyGrid | np.ndarray,
+    lower: float = -20.0,
+    upper: float = 0.0,
+    width: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fraction of grid points per energy bin.
 
     Args:
-        grid: probe energy grid (values in K).
+        grid: probe energy grid (values in K), or the energies (K) of uniformly random
+            insertions — an unbiased Monte Carlo estimate of the same volume fractions.
         lower, upper, width: bins in kJ/mol.
 
     Returns:
@@ -40,10 +44,12 @@ def energy_histogram(
         points with energy below ``upper``.
     """
     edges = histogram_edges(lower, upper, width)
-    e = np.asarray(grid.values, np.float64).ravel() * K_IN_KJ_PER_MOL
+    values = grid.values if isinstance(grid, EnergyGrid) else grid
+    e = np.asarray(values, np.float64).ravel() * K_IN_KJ_PER_MOL
+    total = e.size
     e = e[e < upper]
     counts, _ = np.histogram(np.clip(e, lower, upper), bins=edges)
-    return counts / grid.values.size, edges
+    return counts / total, edges
 
 
 def average_boltzmann_factor(grid: EnergyGrid, temperature: float = 298.0) -> jnp.ndarray:

@@ -120,6 +120,68 @@ def site_energies(
     return jnp.sum(u, axis=(1, 2))
 
 
+def probe_energies(
+    host: Host, points: jax.Array, probe_epsilon: jax.Array, probe_sigma: jax.Array
+) -> jax.Array:
+    """Energies of several single-site probes at the same points (distances computed once).
+
+    Args:
+        host: the replicated framework.
+        points: [p, 3] supercell fractional coordinates.
+        probe_epsilon: [g] K.  probe_sigma: [g] Å.
+
+    Returns:
+        [p, g] K.
+    """
+    d = points[:, None, :] - host.frac[None, :, :]  # [p, n, 3]
+    d = d - jnp.round(d)
+    r = d @ host.cell
+    r2 = jnp.maximum(jnp.sum(r * r, axis=-1), _MIN_R2)[..., None]  # [p, n, 1]
+    eps = jnp.sqrt(host.epsilon[:, None] * probe_epsilon[None, :])  # [n, g]
+    sig = 0.5 * (host.sigma[:, None] + probe_sigma[None, :])
+    return jnp.sum(lj_energy(r2, eps[None], sig[None], host.cutoff, host.shifted), axis=1)
+
+
+@jax.jit
+def _chunk_probe_energies(host, centres, probe_epsilon, probe_sigma):
+    return probe_energies(host, unit_to_super(host, centres), probe_epsilon, probe_sigma)
+
+
+def point_energies(
+    host: Host,
+    guests: list[Guest],
+    centres: jax.Array,
+    *,
+    chunk: int | None = None,
+    progress: bool = False,
+) -> jax.Array:
+    """[p, g] K, energies of several single-site guests at the same centres, in chunks.
+
+    Args:
+        centres: [p, 3] fractional coordinates (unit cell).
+    """
+    if not all(g.is_point for g in guests):
+        raise ValueError("point_energies needs single-site guests")
+    centres = jnp.asarray(centres)
+    dtype = centres.dtype
+    eps = jnp.asarray([g.epsilon[0] for g in guests], dtype=dtype)
+    sig = jnp.asarray([g.sigma[0] for g in guests], dtype=dtype)
+    p = centres.shape[0]
+    chunk = min(int(chunk or chunk_size(host, len(guests))), max(p, 1))
+    n_chunks = -(-p // chunk)
+    pad = n_chunks * chunk - p
+    if pad:
+        centres = jnp.concatenate([centres, jnp.zeros((pad, 3), dtype)])
+    out = []
+    with progress_bar(enabled=progress, transient=True) as bar:
+        task = bar.add_task("Widom " + ", ".join(g.name for g in guests), total=n_chunks)
+        for k in range(n_chunks):
+            window = slice(k * chunk, (k + 1) * chunk)
+            out.append(_chunk_probe_energies(host, centres[window], eps, sig))
+            bar.advance(task)
+    return jnp.concatenate(out)[:p]
+
+
 def unit_to_super(host: Host, frac: jax.Array) -> jax.Array:
     """Fractional coordinates of the unit cell → fractional coordinates of the supercell."""
     return frac / jnp.asarray(host.repeats, dtype=frac.dtype)
@@ -225,6 +287,8 @@ def energies(
 
 __all__ = [
     "energies",
+    "point_energies",
+    "probe_energies",
     "Host",
     "guest_sites",
     "host",

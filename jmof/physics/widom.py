@@ -179,15 +179,32 @@ def henry_coefficient(
         grid=grid if method == "grid" else None,
         progress=progress,
     )
+    return henry_from_energies(g.name, u, temperature, framework_density(crystal), n_blocks, method)
+
+
+def henry_from_energies(
+    name: str,
+    energies: np.ndarray,
+    temperature: float,
+    density: float,
+    n_blocks: int = 5,
+    method: str = "direct",
+) -> HenryResult:
+    """Widom estimates from the energies (K) of uniformly random insertions.
+
+    Args:
+        name: guest name.  energies: [p] K.  temperature: K.  density: framework, kg m⁻³.
+    """
+    u = energies
     w, w_err, u_b, u_err = block_statistics(u, temperature, n_blocks)
-    rho = float(framework_density(crystal))
+    rho = float(density)
     scale = 1.0 / (R * temperature * rho) if rho > 0 else float("inf")  # empty box: no mass
     to_kj = ffm.K_IN_KJ_PER_MOL
     return HenryResult(
-        guest=g.name,
+        guest=name,
         temperature=float(temperature),
         method=method,
-        n_insertions=int(n_insertions),
+        n_insertions=len(u),
         henry=w * scale,
         henry_err=w_err * scale,
         boltzmann=w,
@@ -197,6 +214,54 @@ def henry_coefficient(
         heat=(temperature - u_b) * to_kj,
         density=rho,
     )
+
+
+def point_insertion_energies(
+    crystal: Crystal,
+    guests=("CH4", "Kr", "Xe"),
+    forcefield: str | ffm.ForceField = "UFF",
+    *,
+    n_insertions: int = 20_000,
+    key: jax.Array | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """[n_insertions, n_guests] K: energies of several single-site guests at the same uniformly
+    random points (the points ``insertion_energies`` uses for the same key), in one pass over
+    the framework."""
+    gs = [ffm.guest(g) for g in guests]
+    key = jax.random.key(0) if key is None else key
+    centres = jax.random.uniform(
+        jax.random.split(key)[0], (n_insertions, 3), dtype=jnp.result_type(float)
+    )
+    h = hostm.host(crystal, ffm.forcefield(forcefield))
+    return np.asarray(hostm.point_energies(h, gs, centres, progress=progress))
+
+
+def henry_coefficients(
+    crystal: Crystal,
+    guests=("CH4", "Kr", "Xe"),
+    temperature: float = 298.0,
+    forcefield: str | ffm.ForceField = "UFF",
+    *,
+    n_insertions: int = 20_000,
+    n_blocks: int = 5,
+    key: jax.Array | None = None,
+    progress: bool = False,
+) -> dict[str, HenryResult]:
+    """Direct Widom insertion of several single-site guests at the same random points: one pass
+    over the framework serves them all (distances are computed once). Results as
+    ``henry_coefficient(method="direct")`` for each guest, keyed by guest name."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature} K")
+    names = [ffm.guest(g).name for g in guests]
+    u = point_insertion_energies(
+        crystal, guests, forcefield, n_insertions=n_insertions, key=key, progress=progress
+    )
+    rho = framework_density(crystal)
+    return {
+        name: henry_from_energies(name, u[:, k], temperature, rho, n_blocks)
+        for k, name in enumerate(names)
+    }
 
 
 def log_henry(

@@ -134,3 +134,13 @@ def test_input_errors(small):
         widom.henry_coefficient(small, "CH4", method="md")
     with pytest.raises(ValueError, match="single-site"):
         widom.henry_coefficient(small, "N2", method="grid", spacing=1.0)
+
+
+def test_several_guests_in_one_pass_match_one_at_a_time(acs):
+    key = jax.random.key(11)
+    together = widom.henry_coefficients(acs, ("CH4", "Xe", "He"), 298.0, n_insertions=3000,
+                                        key=key)  # fmt: skip
+    for name in ("CH4", "Xe", "He"):
+        alone = widom.henry_coefficient(acs, name, 298.0, n_insertions=3000, key=key)
+        assert together[name].henry == pytest.approx(alone.henry, rel=1e-5)
+        assert together[name].heat == pytest.approx(alone.heat, rel=1e-5, abs=1e-6)
