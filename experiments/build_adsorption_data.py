@@ -75,8 +75,16 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
+        # A run killed mid-write leaves a truncated last row: keep complete rows only.
         with open(out) as f:
-            done = {row["name"] for row in csv.DictReader(f)}
+            rows = list(csv.DictReader(f))
+        complete = [r for r in rows if r.get("seconds") not in (None, "")]
+        if len(complete) != len(rows):
+            with open(out, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns())
+                writer.writeheader()
+                writer.writerows(complete)
+        done = {r["name"] for r in complete}
     dataset = coremof.load("2019-ASR", progress=False)
     order = sorted(range(len(dataset.names)),
                    key=lambda k: hashlib.sha256(dataset.names[k].encode()).hexdigest())  # fmt: skip
