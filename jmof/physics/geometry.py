@@ -228,10 +228,14 @@ def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.nd
         b = labels[qq[:, 0], qq[:, 1], qq[:, 2]]
         a = labels[p[crossing, 0], p[crossing, 1], p[crossing, 2]]
         ok = b > 0
-        bonds.append(np.column_stack([a[ok], b[ok], step[crossing][ok]]))
-    bonds = np.unique(np.concatenate(bonds), axis=0) if bonds else np.zeros((0, 5), int)
-    for a, b, *step in bonds:
-        step = np.asarray(step)
+        # One int64 key per bond (labels a, b and a step in {-1, 0, 1}³) for a fast unique.
+        s = step[crossing][ok] + 1
+        key = (a[ok].astype(np.int64) * (n + 1) + b[ok]) * 27 + s[:, 0] * 9 + s[:, 1] * 3 + s[:, 2]
+        bonds.append(np.unique(key))
+    keys = np.unique(np.concatenate(bonds)) if bonds else np.zeros(0, np.int64)
+    pairs, code = np.divmod(keys, 27)
+    steps = np.stack([code // 9, code // 3 % 3, code % 3], 1) - 1
+    for (a, b), step in zip(np.stack(np.divmod(pairs, n + 1), 1), steps):
         ra, rb = find(a), find(b)
         pa = offset[a] if a != ra else np.zeros(3, int)
         pb = offset[b] if b != rb else np.zeros(3, int)
