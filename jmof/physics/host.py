@@ -52,6 +52,11 @@ class Host:
         sigma: [n] Å, framework σ of each atom.
         repeats: (na, nb, nc) replication of the unit cell (static).
         cutoff: Å (static).  shifted: shifted-at-cutoff pair energy (static).
+        charges: [n] e, framework partial charges, or None (no electrostatics).
+        kvec: [m, 3] Å⁻¹, Ewald reciprocal vectors of the unit cell (half space), or None.
+        kcos, ksin: [m] K/e, the framework's structure factor times the Ewald weight: the
+            reciprocal-space potential at r is Σ_k kcos·cos(k·r) + ksin·sin(k·r).
+        alpha: Å⁻¹, Ewald splitting parameter (static; 0 without charges).
     """
 
     frac: jax.Array
@@ -61,14 +66,33 @@ class Host:
     repeats: tuple[int, int, int] = dataclasses.field(metadata=dict(static=True))
     cutoff: float = dataclasses.field(metadata=dict(static=True))
     shifted: bool = dataclasses.field(metadata=dict(static=True))
+    charges: jax.Array | None = None
+    kvec: jax.Array | None = None
+    kcos: jax.Array | None = None
+    ksin: jax.Array | None = None
+    alpha: float = dataclasses.field(default=0.0, metadata=dict(static=True))
 
     @property
     def n_atoms(self) -> int:
         return int(self.frac.shape[0])
 
 
-def host(crystal: Crystal, ff: ForceField, repeats: tuple[int, int, int] | None = None) -> Host:
+COULOMB_K_A = 167101.0  # e² / (4π ε0 · 1 Å) / k_B in K (14.3996 eV Å / k_B)
+EWALD_PRECISION = 1e-6  # erfc(α r_c) and exp(-k_max² / 4α²)
+
+
+def host(
+    crystal: Crystal,
+    ff: ForceField,
+    repeats: tuple[int, int, int] | None = None,
+    charges: np.ndarray | None = None,
+) -> Host:
     """Replicate ``crystal`` for ``ff.cutoff`` and attach per-atom LJ parameters.
+
+    With ``charges`` ([n_atoms] e) the framework's electrostatic potential is set up for Ewald
+    summation (tin-foil boundary): real space within the cutoff on the replicated framework,
+    α = sqrt(-ln 1e-6) / r_c, and reciprocal vectors of the unit cell up to
+    |k| = 2α sqrt(-ln 1e-6). A net charge is neutralised by a uniform background.
 
     Differentiable with respect to ``crystal.positions``, ``crystal.cell`` and ``ff``'s
     parameters. ``repeats`` must be given when the cell is traced (inside ``jax.grad``); by
@@ -85,6 +109,13 @@ def host(crystal: Crystal, ff: ForceField, repeats: tuple[int, int, int] | None 
     shifts = jnp.asarray(grid.reshape(-1, 3), dtype=frac.dtype)
     super_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
     species = jnp.tile(jnp.asarray(crystal.species), len(shifts))
+    extra = {}
+    if charges is not None:
+        q = jnp.asarray(charges, dtype=frac.dtype)
+        if q.shape != (crystal.n_atoms,):
+            raise ValueError(f"charges must have shape ({crystal.n_atoms},), got {q.shape}")
+        extra = _ewald(frac @ cell, q, cell, ff.cutoff)
+        extra["charges"] = jnp.tile(q, len(shifts))
     return Host(
         frac=super_frac,
         cell=cell * reps[:, None],
@@ -93,7 +124,56 @@ def host(crystal: Crystal, ff: ForceField, repeats: tuple[int, int, int] | None 
         repeats=tuple(int(n) for n in repeats),
         cutoff=float(ff.cutoff),
         shifted=bool(ff.shifted),
+        **extra,
     )
+
+
+def _ewald(positions: jax.Array, q: jax.Array, cell: jax.Array, cutoff: float) -> dict:
+    """Reciprocal-space part of the framework's Ewald potential (see ``host``)."""
+    log_p = -math.log(EWALD_PRECISION)
+    alpha = math.sqrt(log_p) / cutoff
+    k_max = 2.0 * alpha * math.sqrt(log_p)
+    recip = 2.0 * np.pi * np.linalg.inv(np.asarray(cell, np.float64)).T  # rows b_i, a_i·b_j = 2πδ
+    n_max = [int(math.ceil(k_max / np.linalg.norm(b))) for b in recip]
+    hkl = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in n_max], indexing="ij"), -1).reshape(
+        -1, 3
+    )
+    # Half space: k and -k give the same cosine term; keep the first non-zero index positive.
+    first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
+    hkl = hkl[first > 0]
+    hkl = hkl[np.linalg.norm(hkl @ recip, axis=1) <= k_max]
+    kvec = jnp.asarray(hkl, positions.dtype) @ (2.0 * jnp.pi * jnp.linalg.inv(cell).T)
+    k2 = jnp.sum(kvec * kvec, axis=1)
+    volume = jnp.abs(jnp.linalg.det(cell))
+    weight = 2.0 * 4.0 * jnp.pi / volume * jnp.exp(-k2 / (4 * alpha**2)) / k2  # ×2: half space
+    phase = positions @ kvec.T  # [n, m]
+    kcos = COULOMB_K_A * weight * (q @ jnp.cos(phase))
+    ksin = COULOMB_K_A * weight * (q @ jnp.sin(phase))
+    return {"kvec": kvec, "kcos": kcos, "ksin": ksin, "alpha": alpha}
+
+
+def coulomb_potential(host: Host, points: jax.Array) -> jax.Array:
+    """Electrostatic potential of the framework charges at points, in K per e (Ewald).
+
+    Args:
+        host: a framework set up with charges.
+        points: [..., 3] supercell fractional coordinates.
+
+    Returns:
+        [...] K/e; a guest charge q (e) at the point has energy q·φ (K).
+    """
+    from jax.scipy.special import erfc
+
+    r2 = pair_r2(host, points)
+    inside = r2 < host.cutoff**2
+    r = jnp.sqrt(jnp.where(inside, r2, 1.0))
+    real = jnp.sum(jnp.where(inside, host.charges * erfc(host.alpha * r) / r, 0.0), axis=-1)
+    cart = points @ host.cell
+    phase = cart @ host.kvec.T
+    recip = jnp.cos(phase) @ host.kcos + jnp.sin(phase) @ host.ksin
+    volume = jnp.abs(jnp.linalg.det(host.cell)) / np.prod(host.repeats)
+    background = -jnp.pi * jnp.sum(host.charges) / np.prod(host.repeats) / (volume * host.alpha**2)
+    return COULOMB_K_A * (real + background) + recip
 
 
 def pair_r2(host: Host, points: jax.Array) -> jax.Array:
@@ -135,6 +215,14 @@ def site_energies(
     sig = 0.5 * (site_sigma[:, None] + host.sigma[None, :])
     u = lj_energy(pair_r2(host, sites), eps[None], sig[None], host.cutoff, host.shifted)
     return jnp.sum(u, axis=(1, 2))
+
+
+def site_coulomb(host: Host, sites: jax.Array, site_charges: jax.Array) -> jax.Array:
+    """[p] K, Coulomb energy of charged guest sites ([p, s, 3] supercell fractional) with the
+    framework charges (Ewald; zero when the host has no charges)."""
+    if host.charges is None:
+        return jnp.zeros(sites.shape[0], sites.dtype)
+    return coulomb_potential(host, sites) @ site_charges
 
 
 def probe_energies(
@@ -238,10 +326,11 @@ def chunk_size(host: Host, n_sites: int, budget: int = 1 << 22) -> int:
 
 
 @jax.jit
-def _chunk_energies(host, centres, rotations, body, site_epsilon, site_sigma):
+def _chunk_energies(host, centres, rotations, body, site_epsilon, site_sigma, site_charges):
     offsets = jnp.einsum("sj,pkj->psk", body, rotations)
     sites = unit_to_super(host, centres)[:, None, :] + offsets @ jnp.linalg.inv(host.cell)
-    return site_energies(host, sites, site_epsilon, site_sigma)
+    u = site_energies(host, sites, site_epsilon, site_sigma)
+    return u + site_coulomb(host, sites, site_charges)
 
 
 def energies(
@@ -278,6 +367,7 @@ def energies(
         rotations = jnp.broadcast_to(jnp.eye(3, dtype=dtype), (p, 3, 3))
     site_eps = jnp.asarray(guest.epsilon, dtype=dtype)
     site_sig = jnp.asarray(guest.sigma, dtype=dtype)
+    site_q = jnp.asarray(guest.charges, dtype=dtype)
     chunk = int(chunk or chunk_size(host, guest.n_sites))
     chunk = min(chunk, max(p, 1))
     n_chunks = -(-p // chunk)
@@ -293,7 +383,9 @@ def energies(
         for k in range(n_chunks):
             window = slice(k * chunk, (k + 1) * chunk)
             out.append(
-                _chunk_energies(host, centres[window], rotations[window], body, site_eps, site_sig)
+                _chunk_energies(
+                    host, centres[window], rotations[window], body, site_eps, site_sig, site_q
+                )
             )
             bar.advance(task)
     return jnp.concatenate(out)[:p]

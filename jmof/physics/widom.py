@@ -109,6 +109,7 @@ def insertion_energies(
     key: jax.Array | None = None,
     grid: gridm.EnergyGrid | None = None,
     cap: float = 1e4,
+    charges: np.ndarray | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Energies (K) of ``n_insertions`` random trial insertions of the guest.
@@ -127,7 +128,7 @@ def insertion_energies(
         if not g.is_point:
             raise ValueError(f"grid insertion needs a single-site guest, {g.name} has {g.n_sites}")
         return np.asarray(gridm.interpolate(gridm.capped(grid, cap), centres, order=3))
-    h = hostm.host(crystal, ffm.forcefield(forcefield))
+    h = hostm.host(crystal, ffm.forcefield(forcefield), charges=charges)
     rotations = None if g.is_point else hostm.random_rotations(k_rot, n_insertions)
     return np.asarray(
         hostm.energies(h, g, centres, rotations, progress=progress, description=f"Widom {g.name}")
@@ -146,6 +147,7 @@ def henry_coefficient(
     key: jax.Array | None = None,
     grid: gridm.EnergyGrid | None = None,
     spacing: float = 0.3,
+    charges: np.ndarray | None = None,
     progress: bool = False,
 ) -> HenryResult:
     """Henry coefficient, ⟨U⟩_B and heat of adsorption at infinite dilution by Widom insertion.
@@ -153,7 +155,8 @@ def henry_coefficient(
     Args:
         crystal: the framework (rigid).
         guest: ``"CH4"``, ``"Kr"``, ``"Xe"``, ``"N2"``, ``"H2"``, ``"CO2"``, ``"He"`` or ``Guest``.
-            Guest charges are inert (no framework charges are modelled).
+        charges: [n_atoms] e, framework partial charges: the guest's charges (CO2, N2) then
+            interact with them by Ewald summation. Without them only Lennard-Jones acts.
         temperature: K.
         forcefield: ``"UFF"``, ``"DREIDING"`` or ``ForceField``.
         method: ``"direct"`` sums over framework atoms at each insertion; ``"grid"`` inserts into
@@ -168,6 +171,8 @@ def henry_coefficient(
         raise ValueError(f"method must be 'direct' or 'grid', got {method!r}")
     g = ffm.guest(guest)
     ff = ffm.forcefield(forcefield)
+    if method == "grid" and charges is not None and g.charged:
+        raise ValueError("grid insertion has no electrostatics: use method='direct' with charges")
     if method == "grid" and grid is None:
         grid = gridm.energy_grid(crystal, g, ff, spacing=spacing, progress=progress)
     u = insertion_energies(
@@ -177,6 +182,7 @@ def henry_coefficient(
         n_insertions=n_insertions,
         key=key,
         grid=grid if method == "grid" else None,
+        charges=charges,
         progress=progress,
     )
     return henry_from_energies(g.name, u, temperature, framework_density(crystal), n_blocks, method)
@@ -272,6 +278,7 @@ def log_henry(
     centres: jax.Array,
     rotations: jax.Array | None = None,
     repeats: tuple[int, int, int] | None = None,
+    charges: jax.Array | None = None,
 ) -> jax.Array:
     """ln K_H (K_H in mol kg⁻¹ Pa⁻¹) over fixed insertions, as a differentiable function of the
     crystal (positions, cell) and the force-field parameters.
@@ -283,7 +290,7 @@ def log_henry(
         centres: [p, 3] fractional coordinates.  rotations: [p, 3, 3] (multi-site guests).
     """
     g = ffm.guest(guest)
-    h = hostm.host(crystal, forcefield, repeats)
+    h = hostm.host(crystal, forcefield, repeats, charges=charges)
     u = hostm.energies(h, g, centres, rotations)
     log_w = logsumexp(-u / temperature) - jnp.log(u.shape[0])
     return log_w - jnp.log(R * temperature * framework_density(crystal))
