@@ -42,6 +42,15 @@ def test_henry_command_matches_library(capsys):
     assert record["q_st_kJ_mol"] == pytest.approx(ref.heat, rel=1e-6)
 
 
+def test_henry_command_several_guests_in_one_pass(capsys):
+    assert main(["henry", str(CIF), "--guest", "CH4,Xe", "--n", "2000", "--json"]) == 0
+    records = _json(capsys)
+    assert [r["guest"] for r in records] == ["CH4", "Xe"]
+    ref = widom.henry_coefficient(jmof.read(CIF), "Xe", 298.0, n_insertions=2000,
+                                  key=jax.random.key(0))  # fmt: skip
+    assert records[1]["K_H_mol_kg_Pa"] == pytest.approx(ref.henry, rel=1e-5)
+
+
 def test_geometry_command_on_simple_cubic(tmp_path, capsys):
     path = tmp_path / "sc.cif"
     jmof.write(path, jmof.Crystal(np.array([30]), np.zeros((1, 3)), np.eye(3) * 8.0))
