@@ -1,8 +1,10 @@
-"""Differentiable porous-material physics: force fields, energy grids, Widom insertion,
-adsorption descriptors.
+"""Porous-material physics: force fields, energy grids, Widom insertion (with Ewald
+electrostatics when framework charges are given), adsorption descriptors, and pore geometry
+(``jmof.physics.geometry``: LCD, PLD, LFPD, ASA, void fractions).
 
-Everything is a pure function of arrays, so Henry coefficients, grids and descriptors can be
-differentiated with respect to atom positions, the cell and force-field parameters.
+Grids, Henry coefficients and descriptors are pure JAX functions of arrays, so they can be
+differentiated with respect to atom positions, the cell and force-field parameters; the geometric
+descriptors are computed host-side (NumPy, SciPy) on an exact distance grid.
 """
 
 from jmof.physics.descriptors import average_boltzmann_factor, energy_histogram
