@@ -37,12 +37,12 @@ def test_pore_diameters_of_simple_cubic_lattice(simple_cubic):
     lcd = geometry.largest_included_sphere(crystal, dgrid, {6: R})
     assert lcd == pytest.approx(2 * (A * np.sqrt(3) / 2 - R), abs=1e-4)  # body centre
     window = 2 * (A / np.sqrt(2) - R)  # face centre
-    coarse = geometry.distance_grid(crystal, 0.23, {6: R})  # no grid point at the window
+    coarse = geometry.distance_grid(crystal, 0.4, {6: R})  # 25 points: none at the window
     on_grid, _ = geometry.largest_free_sphere(coarse)
     assert window - 2 * coarse.spacing < on_grid < window
     pld, lfpd = geometry.largest_free_sphere(coarse, crystal=crystal, radii={6: R})
     assert pld == pytest.approx(window, abs=1e-9)  # the saddle solved for exactly
-    assert lfpd == pytest.approx(lcd, abs=2 * dgrid.spacing)
+    assert lfpd == pytest.approx(lcd, abs=2 * coarse.spacing)  # LFPD stays grid-limited
 
 
 def test_void_fractions_and_pockets(simple_cubic):
@@ -114,3 +114,18 @@ def test_agrees_with_zeo_on_a_small_coremof(coremof_cif_dir):
 def test_agrees_with_zeo_on_a_coremof(coremof_cif_dir):
     """DIYKED (180 atoms)."""
     _compare(Path(coremof_cif_dir) / "DIYKED_clean.cif", 0.2, 0.02)
+
+
+def test_accessibility_follows_the_refined_pld(simple_cubic):
+    """A probe between the grid's percolation threshold and the refined PLD / 2 passes the
+    window: the accessible region must not vanish just because the grid missed the saddle."""
+    crystal, _ = simple_cubic
+    coarse = geometry.distance_grid(crystal, 0.4, {6: R})  # 25 points: none at the window
+    r_g = geometry.percolation_threshold(coarse)
+    pld, _ = geometry.largest_free_sphere(coarse, crystal=crystal, radii={6: R})
+    probe = 0.5 * (r_g + pld / 2)
+    assert r_g < probe < pld / 2
+    assert not geometry.accessible(coarse, probe).any()
+    region = geometry.accessible_region(coarse, probe, pld / 2, r_g)
+    assert region.any() and (coarse.values[region] >= probe).all()
+    assert not geometry.accessible_region(coarse, pld / 2 + 0.01, pld / 2, r_g).any()
