@@ -249,6 +249,26 @@ def _chunk_probe_energies(host, centres, probe_epsilon, probe_sigma):
     return probe_energies(host, unit_to_super(host, centres), probe_epsilon, probe_sigma)
 
 
+def _in_chunks(fn, arrays: list[jax.Array], chunk: int, progress: bool, description: str):
+    """``fn(*chunk_of_each_array)`` over fixed-size chunks of the leading axis (the last chunk
+    padded by repeating the first row, so every call has one compiled shape), concatenated and
+    cut back to the input length."""
+    p = arrays[0].shape[0]
+    chunk = min(chunk, max(p, 1))
+    n_chunks = -(-p // chunk)
+    pad = n_chunks * chunk - p
+    if pad:
+        arrays = [jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in arrays]
+    out = []
+    with progress_bar(enabled=progress, transient=True) as bar:
+        task = bar.add_task(description, total=n_chunks)
+        for k in range(n_chunks):
+            window = slice(k * chunk, (k + 1) * chunk)
+            out.append(fn(*(a[window] for a in arrays)))
+            bar.advance(task)
+    return jnp.concatenate(out)[:p]
+
+
 def point_energies(
     host: Host,
     guests: list[Guest],
@@ -268,20 +288,13 @@ def point_energies(
     dtype = centres.dtype
     eps = jnp.asarray([g.epsilon[0] for g in guests], dtype=dtype)
     sig = jnp.asarray([g.sigma[0] for g in guests], dtype=dtype)
-    p = centres.shape[0]
-    chunk = min(int(chunk or chunk_size(host, len(guests))), max(p, 1))
-    n_chunks = -(-p // chunk)
-    pad = n_chunks * chunk - p
-    if pad:
-        centres = jnp.concatenate([centres, jnp.zeros((pad, 3), dtype)])
-    out = []
-    with progress_bar(enabled=progress, transient=True) as bar:
-        task = bar.add_task("Widom " + ", ".join(g.name for g in guests), total=n_chunks)
-        for k in range(n_chunks):
-            window = slice(k * chunk, (k + 1) * chunk)
-            out.append(_chunk_probe_energies(host, centres[window], eps, sig))
-            bar.advance(task)
-    return jnp.concatenate(out)[:p]
+    return _in_chunks(
+        lambda c: _chunk_probe_energies(host, c, eps, sig),
+        [centres],
+        int(chunk or chunk_size(host, len(guests))),
+        progress,
+        "Widom " + ", ".join(g.name for g in guests),
+    )
 
 
 def unit_to_super(host: Host, frac: jax.Array) -> jax.Array:
@@ -368,27 +381,13 @@ def energies(
     site_eps = jnp.asarray(guest.epsilon, dtype=dtype)
     site_sig = jnp.asarray(guest.sigma, dtype=dtype)
     site_q = jnp.asarray(guest.charges, dtype=dtype)
-    chunk = int(chunk or chunk_size(host, guest.n_sites))
-    chunk = min(chunk, max(p, 1))
-    n_chunks = -(-p // chunk)
-    pad = n_chunks * chunk - p
-    if pad:
-        centres = jnp.concatenate([centres, jnp.zeros((pad, 3), dtype)])
-        eye = jnp.broadcast_to(jnp.eye(3, dtype=dtype), (pad, 3, 3))
-        rotations = jnp.concatenate([rotations, eye])
-
-    out = []
-    with progress_bar(enabled=progress, transient=True) as bar:
-        task = bar.add_task(description, total=n_chunks)
-        for k in range(n_chunks):
-            window = slice(k * chunk, (k + 1) * chunk)
-            out.append(
-                _chunk_energies(
-                    host, centres[window], rotations[window], body, site_eps, site_sig, site_q
-                )
-            )
-            bar.advance(task)
-    return jnp.concatenate(out)[:p]
+    return _in_chunks(
+        lambda c, r: _chunk_energies(host, c, r, body, site_eps, site_sig, site_q),
+        [centres, rotations],
+        int(chunk or chunk_size(host, guest.n_sites)),
+        progress,
+        description,
+    )
 
 
 __all__ = [
