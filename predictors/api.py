@@ -86,6 +86,7 @@ def fit(
     progress: bool = True,
     plots: bool = True,
     stop_after_steps: int | None = None,
+    checkpoint_every: int = 1000,
 ) -> Predictor | None:
     """Train an ensemble of CGCNNs on the train split of ``dataset`` and evaluate it on the test
     split (splits by name hash, :func:`jmof.data.split_of`).
@@ -111,6 +112,8 @@ def fit(
         stop_after_steps: train at most this many more steps in this call, checkpoint and
             return None if training is not finished (long runs in resumable chunks: call again
             with the same arguments to continue).
+        checkpoint_every: save a checkpoint every this many steps (and at every epoch end), the
+            most work an interruption can lose.
     """
     out_dir = Path(out_dir)
     targets = tuple(targets)
@@ -150,6 +153,7 @@ def fit(
         patience=patience,
         progress=progress,
         stop_after_steps=stop_after_steps,
+        ckpt_every_steps=checkpoint_every,
     )
     if not result.complete:
         return None

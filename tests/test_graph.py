@@ -95,7 +95,7 @@ def _assert_same_as_ase(crystal: Crystal, cutoff: float) -> None:
     np.testing.assert_allclose(lengths, ref, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("cutoff", [5.0, 8.0])
+@pytest.mark.parametrize("cutoff", [5.0, pytest.param(8.0, marks=pytest.mark.slow)])
 def test_coremof_edges_match_ase(coremof_crystals, cutoff):
     assert len(coremof_crystals) == N_COREMOF
     for crystal in coremof_crystals.values():

@@ -181,6 +181,20 @@ def test_explosions_stop_with_the_last_good_frame(x64, params, tmp_path):
     assert len(ase.io.read(path, ":")) == 2  # step 0 and the last good frame again
 
 
+def test_a_sum_of_potentials_is_the_sum_of_their_energies(x64, params):
+    other = LJ.params({18: (0.0040, 3.1)})
+    crystal = argon(seed=3)
+    total = sum_potentials(LJ.apply, LJ.apply)
+    system = md.system(total, (params, other), crystal, cutoff=CUTOFF, skin=0.5)
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    parts = [_reference(crystal, p).energy[0] for p in (params, other)]
+    np.testing.assert_allclose(system.energy_fn(system.positions, nbrs), sum(parts), rtol=1e-12)
+    assert abs(parts[1]) > 1e-3 * abs(parts[0])  # the second term is not negligible
+    result = md.run_nve(system, steps=20, dt_fs=1.0, temperature_K=20, log_every=10, progress=False)
+    assert np.all(np.isfinite(result.log["conserved_eV"]))
+
+
+@pytest.mark.slow
 def test_any_potential_runs_including_sums(x64, params):
     from potentials.nequip import NequIPConfig
 

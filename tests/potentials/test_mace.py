@@ -72,6 +72,7 @@ def test_product_basis_counts_the_known_invariants():
     )
 
 
+@pytest.mark.slow
 def test_correlation_order_changes_the_model(x64, skewed, params):
     """Zeroing the degree-2 and -3 weights leaves a different (body-order-2 per layer) energy:
     the higher products contribute."""

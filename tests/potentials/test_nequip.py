@@ -75,7 +75,9 @@ def _params(config, crystal):
         )
 
 
-@pytest.mark.parametrize("which", ["mof-small", "skewed-variant"])
+@pytest.mark.parametrize(
+    "which", ["mof-small", pytest.param("skewed-variant", marks=pytest.mark.slow)]
+)
 def test_equivariance_extensivity_and_derivatives(x64, mof, skewed, which):
     config, crystal = (SMALL, mof) if which == "mof-small" else (VARIANT, skewed)
     params = _params(config, crystal)
@@ -83,6 +85,7 @@ def test_equivariance_extensivity_and_derivatives(x64, mof, skewed, which):
     assert {r.name for r in results} >= {"rotation", "supercell", "stress_fd"}
 
 
+@pytest.mark.slow
 def test_so3_model_is_rotation_but_not_reflection_equivariant(x64, skewed):
     params = _params(SO3, skewed)
     # Learned frequencies start at k π / c and are parameters (a gradient reaches them).

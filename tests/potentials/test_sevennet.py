@@ -53,8 +53,9 @@ def test_reference_covers_mofs_and_inorganic_crystals(reference):
 
 
 def test_small_structures_match_sevennet(sevennet, reference):
-    small = reference.take([k for k, c in enumerate(reference.crystals) if c.n_atoms <= 110])
-    assert len(small) >= 14
+    # Up to 61 atoms: the six inorganic crystals and six MOFs; all 28 run in the slow test below.
+    small = reference.take([k for k, c in enumerate(reference.crystals) if c.n_atoms <= 61])
+    assert len(small) >= 12
     worst = _largest_deviations(sevennet, small)
     assert all(worst[k] <= TOLERANCE[k] for k in TOLERANCE), worst
     # The comparison can fail: SevenNet's own float32 precision is far outside the tolerance.
