@@ -14,6 +14,7 @@ atom positions, the cell (strain) and the force-field parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -50,12 +51,16 @@ class Host:
         cell: [3, 3] Å, supercell lattice vectors (rows).
         epsilon: [n] K, framework ε of each atom.
         sigma: [n] Å, framework σ of each atom.
-        repeats: (na, nb, nc) replication of the unit cell (static).
+        repeats: [3] replication (na, nb, nc) of the unit cell, as floats (an array, not a
+            static field, so that hosts of different structures padded to one atom count by
+            ``pad_atoms`` share one compiled program).
         cutoff: Å (static).  shifted: shifted-at-cutoff pair energy (static).
         charges: [n] e, framework partial charges, or None (no electrostatics).
         kvec: [m, 3] Å⁻¹, Ewald reciprocal vectors of the unit cell (half space), or None.
         kcos, ksin: [m] K/e, the framework's structure factor times the Ewald weight: the
             reciprocal-space potential at r is Σ_k kcos·cos(k·r) + ksin·sin(k·r).
+
+    Padding atoms (``pad_atoms``) have ε = σ = 0 and charge 0 and contribute exactly zero.
         alpha: Å⁻¹, Ewald splitting parameter (static; 0 without charges).
     """
 
@@ -63,7 +68,7 @@ class Host:
     cell: jax.Array
     epsilon: jax.Array
     sigma: jax.Array
-    repeats: tuple[int, int, int] = dataclasses.field(metadata=dict(static=True))
+    repeats: jax.Array
     cutoff: float = dataclasses.field(metadata=dict(static=True))
     shifted: bool = dataclasses.field(metadata=dict(static=True))
     charges: jax.Array | None = None
@@ -101,14 +106,15 @@ def host(
     if repeats is None:
         repeats = supercell_repeats(np.asarray(crystal.cell), ff.cutoff)
         ff.check(np.asarray(crystal.species))
-    reps = jnp.asarray(repeats, dtype=jnp.result_type(float))
-    cell = jnp.asarray(crystal.cell)
-    frac = jnp.linalg.solve(cell.T, jnp.asarray(crystal.positions).T).T
-    frac = frac - jnp.floor(frac)
+    dtype = jnp.result_type(float)
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij"), -1)
-    shifts = jnp.asarray(grid.reshape(-1, 3), dtype=frac.dtype)
-    super_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
-    species = jnp.tile(jnp.asarray(crystal.species), len(shifts))
+    shifts = np.asarray(grid.reshape(-1, 3), dtype=dtype)
+    cell = jnp.asarray(crystal.cell)
+    frac, super_frac, epsilon, sigma = _replicate(
+        jnp.asarray(crystal.positions), cell, np.asarray(crystal.species), ff.epsilon, ff.sigma,
+        shifts, np.asarray(repeats, dtype=dtype),
+    )  # fmt: skip
+    reps = jnp.asarray(repeats, dtype=dtype)
     extra = {}
     if charges is not None:
         q = jnp.asarray(charges, dtype=frac.dtype)
@@ -119,13 +125,25 @@ def host(
     return Host(
         frac=super_frac,
         cell=cell * reps[:, None],
-        epsilon=jnp.take(ff.epsilon, species),
-        sigma=jnp.take(ff.sigma, species),
-        repeats=tuple(int(n) for n in repeats),
+        epsilon=epsilon,
+        sigma=sigma,
+        repeats=reps,
         cutoff=float(ff.cutoff),
         shifted=bool(ff.shifted),
         **extra,
     )
+
+
+@jax.jit
+def _replicate(positions, cell, species, eps_table, sig_table, shifts, reps):
+    """Unit-cell fractional coordinates [n, 3], and the supercell's [n·m, 3] with per-atom ε and
+    σ [n·m] for the m = len(shifts) cells. One compiled program per (n, m) instead of one per
+    eager operation: building hosts for thousands of structures is dominated by compiles."""
+    frac = jnp.linalg.solve(cell.T, positions.T).T
+    frac = frac - jnp.floor(frac)
+    super_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
+    tiled = jnp.tile(species, shifts.shape[0])
+    return frac, super_frac, jnp.take(eps_table, tiled), jnp.take(sig_table, tiled)
 
 
 def _ewald(positions: jax.Array, q: jax.Array, cell: jax.Array, cutoff: float) -> dict:
@@ -171,9 +189,51 @@ def coulomb_potential(host: Host, points: jax.Array) -> jax.Array:
     cart = points @ host.cell
     phase = cart @ host.kvec.T
     recip = jnp.cos(phase) @ host.kcos + jnp.sin(phase) @ host.ksin
-    volume = jnp.abs(jnp.linalg.det(host.cell)) / np.prod(host.repeats)
-    background = -jnp.pi * jnp.sum(host.charges) / np.prod(host.repeats) / (volume * host.alpha**2)
+    n_cells = jnp.prod(host.repeats)
+    volume = jnp.abs(jnp.linalg.det(host.cell)) / n_cells
+    background = -jnp.pi * jnp.sum(host.charges) / n_cells / (volume * host.alpha**2)
     return COULOMB_K_A * (real + background) + recip
+
+
+def bucket_size(n: int) -> int:
+    """The smallest of 2^k · (1, 1.25, 1.5, 1.75) that is ≥ ``n`` (at most 25 % padding, four
+    compiled shapes per doubling of the atom count)."""
+    if n <= 8:
+        return max(n, 1)
+    k = 1 << (int(n).bit_length() - 1)
+    return next(k * f // 4 for f in (4, 5, 6, 7, 8) if k * f // 4 >= n)
+
+
+def pad_atoms(host: Host, n: int) -> Host:
+    """``host`` with padding atoms appended up to ``n`` atoms: ε = σ = 0 and charge 0, so every
+    energy is unchanged (exactly: each padding pair contributes 0), and hosts of different
+    structures with the same padded size share compiled programs."""
+    extra = n - host.n_atoms
+    if extra < 0:
+        raise ValueError(f"cannot pad {host.n_atoms} atoms to {n}")
+    if extra == 0:
+        return host
+
+    return _grow(host, extra)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _grow(host: Host, extra: int) -> Host:
+    def grow(x):
+        return jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)])
+
+    charges = None if host.charges is None else grow(host.charges)
+    return dataclasses.replace(
+        host, frac=grow(host.frac), epsilon=grow(host.epsilon), sigma=grow(host.sigma),
+        charges=charges,
+    )  # fmt: skip
+
+
+def mix_epsilon(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Lorentz–Berthelot ε = sqrt(a·b), with a finite gradient where a·b = 0 (padding atoms)."""
+    ab = a * b
+    ok = ab > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, ab, 1.0)), 0.0)
 
 
 def pair_r2(host: Host, points: jax.Array) -> jax.Array:
@@ -211,7 +271,7 @@ def site_energies(
     Returns:
         [p] K, total guest–framework energy of each configuration.
     """
-    eps = jnp.sqrt(site_epsilon[:, None] * host.epsilon[None, :])  # [s, n]
+    eps = mix_epsilon(site_epsilon[:, None], host.epsilon[None, :])  # [s, n]
     sig = 0.5 * (site_sigma[:, None] + host.sigma[None, :])
     u = lj_energy(pair_r2(host, sites), eps[None], sig[None], host.cutoff, host.shifted)
     return jnp.sum(u, axis=(1, 2))
@@ -239,7 +299,7 @@ def probe_energies(
         [p, g] K.
     """
     r2 = pair_r2(host, points)[:, None, :]  # [p, 1, n]
-    eps = jnp.sqrt(probe_epsilon[:, None] * host.epsilon[None, :])  # [g, n]
+    eps = mix_epsilon(probe_epsilon[:, None], host.epsilon[None, :])  # [g, n]
     sig = 0.5 * (probe_sigma[:, None] + host.sigma[None, :])
     return jnp.sum(lj_energy(r2, eps[None], sig[None], host.cutoff, host.shifted), axis=2)
 
@@ -285,6 +345,7 @@ def point_energies(
     if not all(g.is_point for g in guests):
         raise ValueError("point_energies needs single-site guests")
     centres = jnp.asarray(centres)
+    host = pad_atoms(host, bucket_size(host.n_atoms))
     dtype = centres.dtype
     eps = jnp.asarray([g.epsilon[0] for g in guests], dtype=dtype)
     sig = jnp.asarray([g.sigma[0] for g in guests], dtype=dtype)
@@ -299,7 +360,7 @@ def point_energies(
 
 def unit_to_super(host: Host, frac: jax.Array) -> jax.Array:
     """Fractional coordinates of the unit cell → fractional coordinates of the supercell."""
-    return frac / jnp.asarray(host.repeats, dtype=frac.dtype)
+    return frac / host.repeats.astype(frac.dtype)
 
 
 def guest_sites(host: Host, guest: Guest, centres: jax.Array, rotations: jax.Array) -> jax.Array:
@@ -357,7 +418,8 @@ def energies(
     description: str = "energies",
 ) -> jax.Array:
     """Guest–framework energy of many guest configurations, evaluated in fixed-size chunks so that
-    memory stays bounded (one compiled shape per host and chunk size).
+    memory stays bounded. The host is padded to ``bucket_size`` atoms first, so that structures
+    of similar size share one compiled program.
 
     Args:
         host: the replicated framework.
@@ -371,6 +433,7 @@ def energies(
         [p] K. Differentiable with respect to ``host`` and ``centres``.
     """
     centres = jnp.asarray(centres)
+    host = pad_atoms(host, bucket_size(host.n_atoms))
     p = centres.shape[0]
     dtype = centres.dtype
     body = jnp.asarray(guest.positions, dtype=dtype)
@@ -395,8 +458,11 @@ __all__ = [
     "point_energies",
     "probe_energies",
     "Host",
+    "bucket_size",
     "guest_sites",
     "host",
+    "mix_epsilon",
+    "pad_atoms",
     "random_rotations",
     "site_energies",
     "supercell_repeats",

@@ -144,3 +144,41 @@ def test_several_guests_in_one_pass_match_one_at_a_time(acs):
         alone = widom.henry_coefficient(acs, name, 298.0, n_insertions=3000, key=key)
         assert together[name].henry == pytest.approx(alone.henry, rel=1e-5)
         assert together[name].heat == pytest.approx(alone.heat, rel=1e-5, abs=1e-6)
+
+
+def test_padding_atoms_change_nothing_and_buckets_bound_the_padding(small, x64):
+    sizes = np.arange(1, 5000)
+    buckets = np.array([hostm.bucket_size(int(n)) for n in sizes])
+    assert np.all(buckets >= sizes) and np.all(np.diff(buckets) >= 0)
+    assert np.all(buckets[sizes > 8] <= 1.25 * sizes[sizes > 8])
+    assert len(np.unique(buckets[(sizes > 1024) & (sizes <= 2048)])) == 4
+    charges = np.array([0.4, -0.6, 0.5, -0.3])
+    h = hostm.host(small, ffm.uff(cutoff=7.0), charges=charges)
+    padded = hostm.pad_atoms(h, h.n_atoms + 37)
+    co2 = ffm.guest("CO2")
+    centres = jax.random.uniform(jax.random.key(3), (64, 3))
+    rotations = hostm.random_rotations(jax.random.key(4), 64)
+    # energies() pads internally; compare the unpadded formulas with the padded host directly.
+    for guest_ in (ffm.guest("Xe"), co2):
+        sites = hostm.guest_sites(h, guest_, centres, rotations)
+        args = (jnp.asarray(guest_.epsilon), jnp.asarray(guest_.sigma))
+        plain = hostm.site_energies(h, sites, *args) + hostm.site_coulomb(
+            h, sites, jnp.asarray(guest_.charges)
+        )
+        pad = hostm.site_energies(padded, sites, *args) + hostm.site_coulomb(
+            padded, sites, jnp.asarray(guest_.charges)
+        )
+        # Each padding pair adds an exact 0; only the summation order changes.
+        np.testing.assert_allclose(pad, plain, rtol=1e-14)
+        np.testing.assert_allclose(hostm.energies(h, guest_, centres, rotations), plain,
+                                   rtol=1e-12)  # fmt: skip
+
+    # ... and the padding is really there: zero ε would be no test if nothing was padded.
+    assert padded.n_atoms == h.n_atoms + 37 and float(jnp.abs(padded.epsilon[-37:]).max()) == 0.0
+    # Gradients with respect to the guest's ε stay finite with padding atoms (ε = 0) present.
+    def total(eps):
+        sites = hostm.guest_sites(padded, co2, centres, rotations)
+        return jnp.sum(hostm.site_energies(padded, sites, eps, jnp.asarray(co2.sigma)))
+
+    grad = jax.grad(total)(jnp.asarray(co2.epsilon))
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
