@@ -175,6 +175,7 @@ def test_padding_atoms_change_nothing_and_buckets_bound_the_padding(small, x64):
 
     # ... and the padding is really there: zero ε would be no test if nothing was padded.
     assert padded.n_atoms == h.n_atoms + 37 and float(jnp.abs(padded.epsilon[-37:]).max()) == 0.0
+
     # Gradients with respect to the guest's ε stay finite with padding atoms (ε = 0) present.
     def total(eps):
         sites = hostm.guest_sites(padded, co2, centres, rotations)
