@@ -11,7 +11,9 @@ histogram (1 kJ/mol bins from -20 to 0 kJ/mol, fractions of the random insertion
 estimate of the grid histogram of Bucior et al.). The average Boltzmann factor is ⟨W⟩ of CH4.
 
 Rows are appended to ``$JMOF_CACHE/adsorption/2019-ASR.csv`` (resumable: the same command
-continues) and copied to ``experiments/results/coremof_adsorption.csv`` after each chunk.
+continues) and copied to ``experiments/results/coremof_adsorption.csv`` after each chunk. Each
+call appends its throughput (structures, wall time, structures/min) and peak resident memory to
+``experiments/results/adsorption_build.jsonl``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import json
+import resource
 import shutil
 import time
 
@@ -91,6 +95,7 @@ def main():
     todo = [k for k in order if dataset.names[k] not in done]
     print(f"{len(done)} done, {len(todo)} to go", flush=True)
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
+    started, n_new = time.time(), 0
     new_file = not out.exists()
     with open(out, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns())
@@ -107,11 +112,24 @@ def main():
             writer.writerow({c: (f"{v:.6g}" if isinstance(v, float) else v)
                              for c, v in row.items()})  # fmt: skip
             f.flush()
+            n_new += 1
             print(f"[{len(done) + n + 1}] {name} {crystal.n_atoms} atoms {row['seconds']:.1f} s "
                   f"K_H(CH4) {row['kh_CH4']:.3g}", flush=True)  # fmt: skip
             if (n + 1) % args.chunk == 0:
                 shutil.copy(out, RESULTS / "coremof_adsorption.csv")
     shutil.copy(out, RESULTS / "coremof_adsorption.csv")
+    wall = time.time() - started
+    record = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "structures": n_new,
+        "wall_s": round(wall, 1),
+        "per_min": round(60.0 * n_new / wall, 2) if wall > 0 else None,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "total_done": len(done) + n_new,
+    }
+    with open(RESULTS / "adsorption_build.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    print(record)
 
 
 if __name__ == "__main__":
