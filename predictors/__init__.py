@@ -1,5 +1,5 @@
 """Property predictors: descriptor baselines, CGCNN graph networks and deep ensembles."""
 
-from predictors.api import Predictor, fit, load, predict
+from predictors.api import Predictor, combine, fit, load, predict
 
-__all__ = ["Predictor", "fit", "load", "predict"]
+__all__ = ["Predictor", "combine", "fit", "load", "predict"]

@@ -185,6 +185,28 @@ def load(path: str | Path) -> Predictor:
     return Predictor(config, jax.tree.map(jnp.asarray, params))
 
 
+def combine(models: Sequence[Predictor]) -> Predictor:
+    """One ensemble from separately trained models of the same member config (same targets,
+    kinds, standardisation and architecture): members in the given order, spread over all.
+
+    Training members one after another (or on different machines) and combining them gives the
+    same kind of ensemble as ``fit(n_models=K)``; on a CPU whose cores are already busy with one
+    model it is also faster (see BENCHMARKS.md).
+    """
+    if not models:
+        raise ValueError("combine needs at least one model")
+    member = models[0].config.model
+    for k, m in enumerate(models):
+        if m.config.model != member:
+            raise ValueError(
+                f"model {k} has a different member config than model 0: "
+                f"{m.config.model} vs {member}"
+            )
+    params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *(m.params for m in models))
+    n_members = sum(m.config.n_members for m in models)
+    return Predictor(EnsembleConfig(model=member, n_members=n_members), params)
+
+
 def predict(
     model: Predictor, crystals: Sequence[Crystal], *, batch_nodes: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -106,3 +106,29 @@ def test_training_in_chunks_equals_one_call(run, tmp_path):
     a = predictors.predict(model, dataset.crystals[:5])[0]
     b = predictors.predict(chunked, dataset.crystals[:5])[0]
     np.testing.assert_array_equal(a, b)
+
+
+def test_combining_members_gives_back_the_ensemble(run):
+    dataset, _, model = run
+    import dataclasses
+
+    import jax
+
+    from predictors.ensemble import EnsembleConfig
+
+    single = EnsembleConfig(model=model.config.model, n_members=1)
+    parts = [
+        predictors.Predictor(single, jax.tree.map(lambda x, k=k: x[k : k + 1], model.params))
+        for k in range(2)
+    ]
+    crystals = dataset.split()["test"].crystals[:20]
+    mean, std = predictors.predict(predictors.combine(parts), crystals)
+    ref_mean, ref_std = predictors.predict(model, crystals)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(std, ref_std, rtol=1e-5, atol=1e-6)
+    swapped = predictors.combine(parts[::-1])
+    np.testing.assert_allclose(predictors.predict(swapped, crystals)[0], ref_mean, rtol=1e-6)
+    other = dataclasses.replace(model.config.model, features=8)
+    stranger = predictors.Predictor(EnsembleConfig(model=other, n_members=1), parts[0].params)
+    with pytest.raises(ValueError, match="different member config"):
+        predictors.combine([parts[0], stranger])
