@@ -251,24 +251,23 @@ def guest(name: str | Guest) -> Guest:
     return lookup[key]
 
 
-def mixed_parameters(
-    ff: ForceField, species: jax.Array, site_epsilon: jax.Array, site_sigma: jax.Array
+def lorentz_berthelot(
+    eps_a: jax.Array, sig_a: jax.Array, eps_b: jax.Array, sig_b: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Lorentz–Berthelot mixing of framework atoms with guest sites.
+    """Lorentz–Berthelot mixing of two sets of Lennard-Jones sites (any broadcastable shapes).
 
-    .. math:: ε_{is} = \\sqrt{ε_i ε_s}, \\qquad σ_{is} = (σ_i + σ_s) / 2
+    .. math:: ε_{ab} = \\sqrt{ε_a ε_b}, \\qquad σ_{ab} = (σ_a + σ_b) / 2
 
     Args:
-        ff: framework force field.
-        species: [n_atoms] int, atomic numbers.
-        site_epsilon: [n_sites] K.  site_sigma: [n_sites] Å.
+        eps_a, eps_b: K.  sig_a, sig_b: Å.
 
     Returns:
-        ``(epsilon [n_atoms, n_sites] K, sigma [n_atoms, n_sites] Å)``.
+        ``(epsilon K, sigma Å)``, broadcast. The gradient stays finite where ε_a·ε_b = 0 (the
+        padding atoms of ``host.pad_atoms``): a plain sqrt would give 0/0 there.
     """
-    eps_i = jnp.take(ff.epsilon, species)[:, None]
-    sig_i = jnp.take(ff.sigma, species)[:, None]
-    return jnp.sqrt(eps_i * site_epsilon[None, :]), 0.5 * (sig_i + site_sigma[None, :])
+    ab = eps_a * eps_b
+    ok = ab > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, ab, 1.0)), 0.0), 0.5 * (sig_a + sig_b)
 
 
 def lj_energy(

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmof.physics.forcefield import ForceField, Guest, lj_energy
+from jmof.physics.forcefield import ForceField, Guest, lj_energy, lorentz_berthelot
 from jmof.progress import progress_bar
 from jmof.structure import Crystal
 
@@ -59,9 +59,9 @@ class Host:
         kvec: [m, 3] Å⁻¹, Ewald reciprocal vectors of the unit cell (half space), or None.
         kcos, ksin: [m] K/e, the framework's structure factor times the Ewald weight: the
             reciprocal-space potential at r is Σ_k kcos·cos(k·r) + ksin·sin(k·r).
+        alpha: Å⁻¹, Ewald splitting parameter (static; 0 without charges).
 
     Padding atoms (``pad_atoms``) have ε = σ = 0 and charge 0 and contribute exactly zero.
-        alpha: Å⁻¹, Ewald splitting parameter (static; 0 without charges).
     """
 
     frac: jax.Array
@@ -109,12 +109,12 @@ def host(
     dtype = jnp.result_type(float)
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij"), -1)
     shifts = np.asarray(grid.reshape(-1, 3), dtype=dtype)
+    reps = np.asarray(repeats, dtype=dtype)
     cell = jnp.asarray(crystal.cell)
     frac, super_frac, epsilon, sigma = _replicate(
         jnp.asarray(crystal.positions), cell, np.asarray(crystal.species), ff.epsilon, ff.sigma,
-        shifts, np.asarray(repeats, dtype=dtype),
+        shifts, reps,
     )  # fmt: skip
-    reps = jnp.asarray(repeats, dtype=dtype)
     extra = {}
     if charges is not None:
         q = jnp.asarray(charges, dtype=frac.dtype)
@@ -127,7 +127,7 @@ def host(
         cell=cell * reps[:, None],
         epsilon=epsilon,
         sigma=sigma,
-        repeats=reps,
+        repeats=jnp.asarray(reps),
         cutoff=float(ff.cutoff),
         shifted=bool(ff.shifted),
         **extra,
@@ -229,13 +229,6 @@ def _grow(host: Host, extra: int) -> Host:
     )  # fmt: skip
 
 
-def mix_epsilon(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Lorentz–Berthelot ε = sqrt(a·b), with a finite gradient where a·b = 0 (padding atoms)."""
-    ab = a * b
-    ok = ab > 0
-    return jnp.where(ok, jnp.sqrt(jnp.where(ok, ab, 1.0)), 0.0)
-
-
 def pair_r2(host: Host, points: jax.Array) -> jax.Array:
     """Squared minimum-image distances from points to every framework atom.
 
@@ -271,8 +264,9 @@ def site_energies(
     Returns:
         [p] K, total guest–framework energy of each configuration.
     """
-    eps = mix_epsilon(site_epsilon[:, None], host.epsilon[None, :])  # [s, n]
-    sig = 0.5 * (site_sigma[:, None] + host.sigma[None, :])
+    eps, sig = lorentz_berthelot(  # [s, n] each
+        site_epsilon[:, None], site_sigma[:, None], host.epsilon[None, :], host.sigma[None, :]
+    )
     u = lj_energy(pair_r2(host, sites), eps[None], sig[None], host.cutoff, host.shifted)
     return jnp.sum(u, axis=(1, 2))
 
@@ -299,8 +293,9 @@ def probe_energies(
         [p, g] K.
     """
     r2 = pair_r2(host, points)[:, None, :]  # [p, 1, n]
-    eps = mix_epsilon(probe_epsilon[:, None], host.epsilon[None, :])  # [g, n]
-    sig = 0.5 * (probe_sigma[:, None] + host.sigma[None, :])
+    eps, sig = lorentz_berthelot(  # [g, n] each
+        probe_epsilon[:, None], probe_sigma[:, None], host.epsilon[None, :], host.sigma[None, :]
+    )
     return jnp.sum(lj_energy(r2, eps[None], sig[None], host.cutoff, host.shifted), axis=2)
 
 
@@ -461,7 +456,6 @@ __all__ = [
     "bucket_size",
     "guest_sites",
     "host",
-    "mix_epsilon",
     "pad_atoms",
     "random_rotations",
     "site_energies",
