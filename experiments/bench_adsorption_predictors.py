@@ -41,7 +41,6 @@ TARGETS = tuple(f"log10_kh_{g}" for g in GUESTS) + tuple(f"qst_{g}" for g in GUE
 GEOMETRY = ("lcd", "pld", "lfpd", "asa_m2_g", "asa_m2_cm3", "av_vf", "gvf", "he_vf")
 R = 8.314462618
 RUNS = Path(__file__).parent / "runs"
-MIN_PASSES = 30_000
 
 
 def load_labels() -> dict[str, dict[str, float]]:
@@ -55,6 +54,8 @@ def load_labels() -> dict[str, dict[str, float]]:
 def graph_network(dataset, names, Y, budget_steps):
     """Test metrics of a CGCNN trained on ``names`` (targets ``Y`` [n, 6]), or None while the
     run is unfinished."""
+    from bench_predictor_accuracy import epochs_for
+
     import predictors
     from jmof.data import Dataset, split_of
 
@@ -66,7 +67,7 @@ def graph_network(dataset, names, Y, budget_steps):
         targets={t: Y[:, k] for k, t in enumerate(TARGETS)},
     )
     n_train = sum(split_of(n) == "train" for n in names)
-    epochs = max(15, -(-MIN_PASSES // max(n_train, 1)))
+    epochs = epochs_for(n_train, 15)
     out = RUNS / f"adsorption-cgcnn-{len(names)}"
     model = predictors.fit(
         data, TARGETS, kinds=("regression",) * len(TARGETS), out_dir=out, n_epochs=epochs,

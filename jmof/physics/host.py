@@ -213,7 +213,6 @@ def pad_atoms(host: Host, n: int) -> Host:
         raise ValueError(f"cannot pad {host.n_atoms} atoms to {n}")
     if extra == 0:
         return host
-
     return _grow(host, extra)
 
 
