@@ -6,9 +6,10 @@ probe of radius r_p "fits" at a point x when its centre is at least r_p from eve
 
 .. math:: d(x) = \\min_i \\left(|x - r_i| - R_i\\right) \\ge r_p
 
-``d`` is sampled on a regular fractional grid (host-side NumPy in float64; distances by BLAS
-matrix products against every periodic image within a search radius that is enlarged until it
-provably contains the nearest atom of every point). From it:
+``d`` is sampled on a regular fractional grid (host-side NumPy in float64, exact: a k-d tree
+over the periodic images within a search radius that grows until it provably holds the nearest
+atom gives d at the centres of 4³-point blocks, and each block's points are then compared only
+with the atoms that can be nearest to one of them, by the 1-Lipschitz bound on d). From it:
 
 - LCD (largest included sphere, Zeo++'s D_i): 2 max d, refined off the grid by a local
   maximisation of the exact d around the best grid points.
@@ -166,16 +167,77 @@ def distance_grid(
     crystal: Crystal,
     spacing: float = 0.2,
     radii: np.ndarray | dict | None = None,
+    block: int = 4,
 ) -> DistanceGrid:
-    """``surface_distance`` on a grid of at most ``spacing`` Å along each lattice vector."""
+    """``surface_distance`` on a grid of at most ``spacing`` Å along each lattice vector.
+
+    Exact, computed by blocks of ``block``³ points: d is 1-Lipschitz, so for every point x of a
+    block with centre c and radius ρ (the largest |x - c|), d(x) ≤ d(c) + ρ, and an atom with
+    |c - r_j| - R_j > d(c) + 2ρ cannot be the nearest surface of any x in the block. d(c)
+    comes from ``surface_distance`` on the block centres only; each block's points are then
+    compared with its few candidate atoms. ``block=1`` queries every point directly.
+    """
     from jmof.physics.grid import grid_points, grid_shape
 
     shape = grid_shape(crystal.cell, spacing)
-    d = surface_distance(crystal, grid_points(shape), radii)
-    return DistanceGrid(d.reshape(shape), np.asarray(crystal.cell, np.float64))
+    cell = np.asarray(crystal.cell, np.float64)
+    if block <= 1 or crystal.n_atoms == 0:
+        d = surface_distance(crystal, grid_points(shape), radii)
+        return DistanceGrid(d.reshape(shape), cell)
+    return DistanceGrid(_blocked_distance_grid(crystal, shape, radii, block), cell)
+
+
+def _blocked_distance_grid(crystal: Crystal, shape, radii, block: int) -> np.ndarray:
+    """[nx, ny, nz] ``surface_distance`` on the grid ``shape`` by blocks (see ``distance_grid``)."""
+    from scipy.spatial import cKDTree
+
+    r = atomic_radii(crystal.species, radii)
+    cell = np.asarray(crystal.cell, np.float64)
+    n = np.asarray(shape)
+    b = np.minimum(block, n)  # points per block along each axis
+    nb = -(-n // b)  # blocks along each axis; the last one may reach past the cell
+    # Offsets of a block's points from its centre, fractional then Cartesian: [m, 3].
+    local = np.stack(np.meshgrid(*[np.arange(k) - (k - 1) / 2 for k in b], indexing="ij"), -1)
+    delta = (local.reshape(-1, 3) / n) @ cell
+    rho = float(np.linalg.norm(delta, axis=1).max())
+    first = np.stack(np.meshgrid(*[np.arange(k) for k in nb], indexing="ij"), -1).reshape(-1, 3)
+    centres_frac = (first * b + (b - 1) / 2) / n
+    centres = centres_frac @ cell  # not wrapped: candidates are found around these points
+    d_c = surface_distance(crystal, centres_frac, radii)
+    # Images holding every candidate of every centre (centres reach up to a block past the cell).
+    reach = float(d_c.max()) + 2 * rho + r.max()
+    img_pos, img_rad = _images(crystal, r, reach + float(np.linalg.norm(cell, axis=1).max()
+                                                       * (b / n).max()) + 1e-6)  # fmt: skip
+    tree = cKDTree(img_pos)
+    lists = tree.query_ball_point(centres, d_c + 2 * rho + r.max(), workers=-1)
+    counts = np.fromiter((len(x) for x in lists), int, len(lists))
+    owner = np.repeat(np.arange(len(centres)), counts)
+    atom = np.concatenate([np.asarray(x, int) for x in lists])
+    v = centres[owner] - img_pos[atom]
+    near = np.linalg.norm(v, axis=1) - img_rad[atom] <= d_c[owner] + 2 * rho + 1e-9
+    owner, v, rad = owner[near], v[near], img_rad[atom[near]]
+    out = np.empty((len(centres), len(delta)))
+    starts = np.searchsorted(owner, np.arange(len(centres) + 1))
+    # Chunks of whole blocks, about 2^17 (block, atom) pairs each.
+    edges = np.unique(np.searchsorted(starts, np.arange(0, len(owner), 1 << 17), "right") - 1)
+    edges = np.append(edges, len(centres))
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        a, z = starts[lo], starts[hi]
+        s2 = sum((v[a:z, k, None] + delta[None, :, k]) ** 2 for k in range(3))
+        s = np.sqrt(s2) - rad[a:z, None]
+        out[lo:hi] = np.minimum.reduceat(s, starts[lo:hi] - a, axis=0)
+    grid = out.reshape(*nb, *b).transpose(0, 3, 1, 4, 2, 5).reshape(*(nb * b))
+    return np.ascontiguousarray(grid[: n[0], : n[1], : n[2]])
 
 
 # --- periodic connected components ---------------------------------------------------------
+
+
+def _face(shape, axis: int, end: int) -> np.ndarray:
+    """[p, 3] indices of the grid points with index ``end`` along ``axis``."""
+    other = [np.arange(shape[k]) for k in range(3) if k != axis]
+    face = np.stack(np.meshgrid(*other, indexing="ij"), -1).reshape(-1, 2)
+    return np.insert(face, axis, end, axis=1)
 
 
 def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +252,14 @@ def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.nd
         ``(labels [nx, ny, nz] int, 0 outside the mask, dims [n_labels + 1] int)``, with the
         labels of pieces joined across faces merged.
     """
+    labels, roots, dims = _components(mask, connectivity)
+    return roots[labels], dims
+
+
+def _components(mask: np.ndarray, connectivity: int):
+    """``(labels, roots, dims)``: ndimage's labels of ``mask`` (pieces cut by the periodic
+    faces still apart), the label of the periodic component each piece belongs to, and the
+    dimensionality of each root (0 elsewhere). See ``channels``."""
     structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
     labels, n = ndimage.label(mask, structure)
     parent = np.arange(n + 1)
@@ -209,29 +279,27 @@ def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.nd
             parent[node] = x
         return x
 
-    # Bonds that cross a periodic face, edge or corner: from shell points to neighbours that
-    # fall outside the box, which are points of the image shifted by floor(q / shape).
+    # Bonds that cross a periodic face (edges and corners too): from the points of each face
+    # along the offsets that leave the box through it, to points of the image shifted by
+    # floor(q / shape). A bond that leaves through several faces is found from each of them.
     shape = np.asarray(mask.shape)
-    shell = np.zeros(mask.shape, bool)
-    for axis in range(3):
-        index = [slice(None)] * 3
-        index[axis] = [0, -1]
-        shell[tuple(index)] = True
-    p = np.argwhere(shell & (labels > 0))
     offsets = np.argwhere(structure) - 1
     bonds = []
-    for o in offsets[np.any(offsets != 0, axis=1)]:
-        q = p + o
-        step = np.floor_divide(q, shape)
-        crossing = np.any(step != 0, axis=1)
-        qq = q[crossing] % shape
-        b = labels[qq[:, 0], qq[:, 1], qq[:, 2]]
-        a = labels[p[crossing, 0], p[crossing, 1], p[crossing, 2]]
-        ok = b > 0
-        # One int64 key per bond (labels a, b and a step in {-1, 0, 1}³) for a fast unique.
-        s = step[crossing][ok] + 1
-        key = (a[ok].astype(np.int64) * (n + 1) + b[ok]) * 27 + s[:, 0] * 9 + s[:, 1] * 3 + s[:, 2]
-        bonds.append(np.unique(key))
+    for axis in range(3):
+        for end, sign in ((0, -1), (shape[axis] - 1, 1)):
+            p = _face(mask.shape, axis, end)
+            a = labels[p[:, 0], p[:, 1], p[:, 2]]
+            p, a = p[a > 0], a[a > 0].astype(np.int64)
+            for o in offsets[offsets[:, axis] == sign]:
+                q = p + o
+                step = np.floor_divide(q, shape)
+                q -= step * shape
+                b = labels[q[:, 0], q[:, 1], q[:, 2]]
+                ok = b > 0
+                # One int64 key per bond (labels a, b, a step in {-1, 0, 1}³) for a fast unique.
+                s = step[ok] + 1
+                key = (a[ok] * (n + 1) + b[ok]) * 27 + s[:, 0] * 9 + s[:, 1] * 3 + s[:, 2]
+                bonds.append(np.unique(key))
     keys = np.unique(np.concatenate(bonds)) if bonds else np.zeros(0, np.int64)
     pairs, code = np.divmod(keys, 27)
     steps = np.stack([code // 9, code // 3 % 3, code % 3], 1) - 1
@@ -249,17 +317,22 @@ def channels(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, np.nd
             if np.any(cycle):
                 windings.setdefault(ra, []).append(cycle)
     roots = np.array([find(x) for x in range(n + 1)])
-    merged = roots[labels]
     dims = np.zeros(n + 1, dtype=int)
     for root, vectors in windings.items():
         dims[root] = np.linalg.matrix_rank(np.array(vectors)) if vectors else 0
-    return merged, dims
+    return labels, roots, dims
 
 
 def accessible(dgrid: DistanceGrid, probe_radius: float, connectivity: int = 26) -> np.ndarray:
     """[nx, ny, nz] bool, where a probe centre fits and its region percolates."""
-    labels, dims = channels(dgrid.values >= probe_radius, connectivity)
-    return dims[labels] > 0
+    labels, roots, dims = _components(dgrid.values >= probe_radius, connectivity)
+    return (dims[roots] > 0)[labels]
+
+
+def percolates(dgrid: DistanceGrid, probe_radius: float, connectivity: int = 26) -> bool:
+    """Whether the region where a probe centre fits percolates anywhere
+    (``accessible(...).any()`` without building the mask)."""
+    return bool(_components(dgrid.values >= probe_radius, connectivity)[2].any())
 
 
 # --- descriptors ---------------------------------------------------------------------------
@@ -386,11 +459,11 @@ def percolation_threshold(dgrid: DistanceGrid, tol: float = 1e-3) -> float:
     not even the void outside the atoms (r = 0) does."""
     d = dgrid.values
     lo, hi = float(min(d.min(), 0.0)), float(d.max())
-    if not accessible(dgrid, lo).any():
+    if not percolates(dgrid, lo):
         return -math.inf
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if accessible(dgrid, mid).any():
+        if percolates(dgrid, mid):
             lo = mid
         else:
             hi = mid
@@ -468,6 +541,32 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([s * np.cos(phi), s * np.sin(phi), z], 1)
 
 
+def _buried(crystal: Crystal, dgrid: DistanceGrid, frac, a, probe_radius: float, radii):
+    """[p] bool, whether each sample point (fractional ``frac`` [p, 3], on the probe-centre
+    sphere of radius ``a`` [p] of its atom) lies inside another atom's probe-centre sphere:
+    d(x) < r_p - 1e-9 a, with d the exact surface distance.
+
+    d is 1-Lipschitz, so d(x) ≤ d(g) + |x - g| for each of the 8 grid points g around x; where
+    that bound is already below the threshold the point is buried for sure (most of them in a
+    dense framework), and only the others get the exact ``surface_distance``.
+    """
+    shape = np.asarray(dgrid.shape)
+    g = np.asarray(frac, np.float64) * shape
+    lo = np.floor(g).astype(int)
+    upper = np.full(len(g), np.inf)
+    for corner in np.ndindex(2, 2, 2):
+        idx = lo + corner
+        gap = np.linalg.norm((g - idx) / shape @ dgrid.cell, axis=1)
+        idx %= shape
+        upper = np.minimum(upper, dgrid.values[idx[:, 0], idx[:, 1], idx[:, 2]] + gap)
+    threshold = probe_radius - 1e-9 * a
+    buried = upper < threshold - 1e-9
+    todo = np.flatnonzero(~buried)
+    if len(todo):
+        buried[todo] = surface_distance(crystal, frac[todo], radii) < threshold[todo]
+    return buried
+
+
 def accessible_surface_area(
     crystal: Crystal,
     probe_radius: float = 1.86,
@@ -480,9 +579,10 @@ def accessible_surface_area(
 ) -> dict[str, float]:
     """Accessible surface area by Monte Carlo on the probe-centre spheres R_i + r_p.
 
-    A point counts if it is outside every other probe-centre sphere and (when ``dgrid`` is
-    given, or built here at 0.2 Å) lies in a percolating channel for the probe. Each atom's
-    sphere gets ``n_samples`` points of a randomly rotated spiral.
+    A point counts if it is outside every other probe-centre sphere and lies in a percolating
+    channel for the probe (on ``dgrid``, which must be of this crystal with these ``radii``,
+    or built here at 0.2 Å; ``region`` overrides the channel mask). Each atom's sphere gets
+    ``n_samples`` points of a randomly rotated spiral.
 
     Returns:
         ``{"A2": Å² per cell, "m2_g": m²/g, "m2_cm3": m²/cm³}``.
@@ -505,9 +605,6 @@ def accessible_surface_area(
     rotations = np.linalg.qr(rng.normal(size=(crystal.n_atoms, 3, 3)))[0]
     pts = positions[:, None, :] + r[:, None, None] * np.einsum("sj,nkj->nsk", base, rotations)
     frac = pts.reshape(-1, 3) @ inv
-    # Outside every other probe-centre sphere: distance to surfaces of radius R + r_p ≥ 0.
-    d = surface_distance(crystal, frac, radii) - probe_radius
-    keep = d >= -1e-9 * np.repeat(r, n_samples)
     # In a percolating channel: any of the 8 grid points around the sample is accessible.
     g = frac % 1.0 * shape
     lo = np.floor(g).astype(int)
@@ -515,7 +612,10 @@ def accessible_surface_area(
     for corner in np.ndindex(2, 2, 2):
         idx = (lo + corner) % shape
         hit |= ok_grid[idx[:, 0], idx[:, 1], idx[:, 2]]
-    counted = (keep & hit).reshape(crystal.n_atoms, n_samples).mean(1)
+    # Outside every other probe-centre sphere (tested only where it can still count).
+    a = np.repeat(r, n_samples)
+    hit[hit] = ~_buried(crystal, dgrid, frac[hit], a[hit], probe_radius, radii)
+    counted = hit.reshape(crystal.n_atoms, n_samples).mean(1)
     area = float((4.0 * np.pi * r**2 * counted).sum())
     mass_g = float(crystal.masses.sum()) * _AMU_IN_G
     return {"A2": area, "m2_g": area * 1e-20 / mass_g, "m2_cm3": area / crystal.volume * 1e4}

@@ -32,6 +32,21 @@ def test_surface_distance_is_exact(simple_cubic):
     assert np.allclose(d, np.linalg.norm(x, axis=1) - R, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", [np.diag([9.3, 7.1, 0.5]),
+                                  [[8.0, 0, 0], [3.1, 6.5, 0], [-1.7, 2.2, 7.4]]])  # fmt: skip
+def test_blocked_distance_grid_equals_direct_queries(cell):
+    """The block-candidate grid against a k-d tree query of every point: a skewed cell whose
+    grid is no multiple of the block, and a cell thinner than one block."""
+    rng = np.random.default_rng(1)
+    crystal = jmof.Crystal(np.array([6, 8, 1, 30, 6, 7]), rng.random((6, 3)) @ np.asarray(cell),
+                           np.asarray(cell, float))  # fmt: skip
+    direct = geometry.distance_grid(crystal, 0.27, block=1)
+    assert not np.any(np.asarray(direct.shape) % 4 == 0)
+    for block in (2, 4, 5):
+        blocked = geometry.distance_grid(crystal, 0.27, block=block)
+        assert np.abs(blocked.values - direct.values).max() < 1e-12
+
+
 def test_pore_diameters_of_simple_cubic_lattice(simple_cubic):
     crystal, dgrid = simple_cubic
     lcd = geometry.largest_included_sphere(crystal, dgrid, {6: R})
