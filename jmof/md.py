@@ -24,7 +24,11 @@ the chunk is rerun from its start (so no step ever used an incomplete list); if 
 energy are not finite, the temperature exceeds ``max_temperature_K`` or a force exceeds
 ``max_force``, the run stops with :class:`SimulationError`, which names the step and carries the
 last good frame (also written to the trajectory). Frames go to an extxyz file that ASE reads
-(``ase.io.read(path, ":")``) with energy, forces, stress and velocities.
+(``ase.io.read(path, ":")``) with energy, forces, stress and velocities. With ``restart=`` a
+run keeps its full state (the integrator's state, thermostat and barostat included, the log
+and the step) in an ``.npz`` file and continues from it when called again: a long run can be
+done in chunks of ``steps`` and survives interruption, giving the same trajectory (to
+round-off: the neighbour list is rebuilt on restart).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -384,6 +389,7 @@ def _run(
     max_temperature_K: float | None = None,
     max_force: float = 100.0,
     progress: bool = True,
+    restart: str | Path | None = None,
 ) -> MDResult:
     """Shared loop of the runners.
 
@@ -398,15 +404,23 @@ def _run(
           2,000 K).
         max_force: eV/Å; stop when any force component exceeds it.
         progress: a progress bar.
+        restart: an ``.npz`` path. If it exists, the run continues from the state, step and
+          log stored there (same system, runner and settings; ``steps`` counts from the first
+          call, so a call with a larger ``steps`` extends the run, and the trajectory is
+          appended to). It is rewritten (atomically) with each trajectory frame and at the
+          end, so an interrupted run loses at most ``traj_every`` steps.
     """
     if steps < 0 or log_every < 1:
         raise ValueError("steps must be >= 0 and log_every >= 1")
     traj_every = max(log_every, (traj_every or 10 * log_every) // log_every * log_every)
     max_temperature_K = max_temperature_K or max(10.0 * temperature_K, 2000.0)
     path = Path(trajectory) if trajectory is not None else None
+    restart = Path(restart) if restart is not None else None
+    resuming = restart is not None and restart.exists()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
+        if not resuming:
+            path.unlink(missing_ok=True)
 
     from jmof.progress import progress_bar
 
@@ -472,12 +486,29 @@ def _run(
         crystal, data = _frame(system, state, box, obs["potential_eV"], nbrs, npt)
         _write_frame(path, crystal, data, step, step * dt_fs)
 
-    obs = observe(state, nbrs)
-    record(0, obs)
-    write(0, state, nbrs, obs)
-    step = 0
+    def checkpoint(step, state, nbrs):
+        if restart is not None:
+            _save_restart(restart, state, step, log, reallocations, int(nbrs.idx.shape[-1]))
+
+    if resuming:
+        state, step, loaded, reallocations, capacity = _load_restart(restart, state)
+        log.update({k: list(v) for k, v in loaded.items()})
+        grow = capacity - int(nbrs.idx.shape[-1])
+        nbrs = system.neighbor_fn.allocate(
+            state.position,
+            extra_capacity=max(grow, 0),
+            **({"box": _box_of(state, system, npt)} if npt else {}),
+        )
+        if path is not None:
+            _truncate_trajectory(path, step)
+    else:
+        obs = observe(state, nbrs)
+        record(0, obs)
+        write(0, state, nbrs, obs)
+        step = 0
+        checkpoint(step, state, nbrs)
     with progress_bar(enabled=progress) as bar:
-        task = bar.add_task("md", total=steps)
+        task = bar.add_task("md", total=steps, completed=min(step, steps))
         while step < steps:
             new_state, new_nbrs = chunk(state, nbrs)
             if bool(new_nbrs.did_buffer_overflow):
@@ -518,5 +549,77 @@ def _run(
             record(step, obs)
             if step % traj_every == 0:
                 write(step, state, nbrs, obs)
+                checkpoint(step, state, nbrs)
             bar.update(task, advance=log_every)
+    checkpoint(step, state, nbrs)
     return result(step, state, nbrs)
+
+
+def _is_key(leaf) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _save_restart(path: Path, state, step: int, log: dict, reallocations: int, capacity: int):
+    """Write the integrator state (every pytree leaf; PRNG keys as their raw data), the step,
+    the log and the neighbour-list capacity to ``path``, replacing it atomically."""
+    arrays = {}
+    for k, leaf in enumerate(jax.tree.leaves(state)):
+        arrays[f"key_{k}" if _is_key(leaf) else f"leaf_{k}"] = np.asarray(
+            jax.random.key_data(leaf) if _is_key(leaf) else leaf
+        )
+    arrays |= {f"log_{k}": np.asarray(v, np.float64) for k, v in log.items()}
+    arrays |= dict(step=step, reallocations=reallocations, capacity=capacity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_restart(path: Path, template):
+    """``(state, step, log, reallocations, capacity)`` from a file of :func:`_save_restart`;
+    ``template`` is a fresh state of the same run, which fixes the pytree structure."""
+    leaves, treedef = jax.tree.flatten(template)
+    with np.load(path) as data:
+        saved = [name for name in data.files if name.startswith(("leaf_", "key_"))]
+        if len(saved) != len(leaves):
+            raise ValueError(
+                f"{path} is a restart file of another run ({len(saved)} state leaves, this "
+                f"run has {len(leaves)}); use a new restart path or delete it"
+            )
+        restored = []
+        for k, leaf in enumerate(leaves):
+            name = f"key_{k}" if _is_key(leaf) else f"leaf_{k}"
+            shape = jax.random.key_data(leaf).shape if _is_key(leaf) else np.shape(leaf)
+            if name not in data or data[name].shape != shape:
+                raise ValueError(
+                    f"{path} is a restart file of another run (state leaf {k} differs: "
+                    f"{data[name].shape if name in data else 'missing'} vs {shape}); use a new "
+                    "restart path or delete it"
+                )
+            value = data[name]
+            if _is_key(leaf):
+                restored.append(jax.random.wrap_key_data(jnp.asarray(value)))
+            elif hasattr(leaf, "dtype"):
+                restored.append(jnp.asarray(value, leaf.dtype))
+            else:  # a Python scalar of the state (e.g. a barostat mass)
+                restored.append(type(leaf)(value))
+        log = {k: data[f"log_{k}"].tolist() for k in LOG_KEYS}
+        log["step"] = [int(x) for x in log["step"]]
+        step, reallocations, capacity = (
+            int(data[k]) for k in ("step", "reallocations", "capacity")
+        )
+    return jax.tree.unflatten(treedef, restored), step, log, reallocations, capacity
+
+
+def _truncate_trajectory(path: Path, step: int) -> None:
+    """Drop frames after ``step`` (written after the last restart point of an interrupted
+    run), so that continuing does not repeat them."""
+    import ase.io
+
+    if not path.exists():
+        return
+    frames = ase.io.read(path, ":")
+    keep = [f for f in frames if int(f.info.get("step", 0)) <= step]
+    if len(keep) != len(frames):
+        ase.io.write(path, keep, format="extxyz")

@@ -164,6 +164,42 @@ def test_neighbor_list_grows_when_it_overflows(x64, params):
     np.testing.assert_allclose(result.log["potential_eV"][-1], ref.energy[0], rtol=1e-10)
 
 
+@pytest.mark.parametrize("runner", [pytest.param("nve", marks=pytest.mark.slow), "langevin", "npt"])
+def test_a_run_continued_from_its_restart_file_is_the_same_run(x64, params, tmp_path, runner):
+    """Integrator, thermostat (Langevin's random key too) and barostat state survive a restart;
+    the continued trajectory file holds every frame once."""
+    system = md.system(LJ.apply, params, argon(seed=5), cutoff=CUTOFF, skin=0.5)
+
+    def run(steps, name, restart=None):
+        path = tmp_path / f"{name}.extxyz"
+        kwargs = dict(steps=steps, dt_fs=2.0, temperature_K=40, log_every=10, traj_every=20,
+                      trajectory=path, restart=restart, progress=False)  # fmt: skip
+        if runner == "nve":
+            return md.run_nve(system, **kwargs)
+        if runner == "langevin":
+            return md.run_nvt(system, thermostat="langevin", **kwargs)
+        return md.run_npt(system, pressure_GPa=0.05, tau_P_fs=200.0, **kwargs)
+
+    whole = run(80, "whole")
+    restart = tmp_path / "run.npz"
+    half = run(40, "parts", restart)
+    assert half.steps == 40 and restart.exists()
+    continued = run(80, "parts", restart)
+    assert continued.steps == 80
+    np.testing.assert_allclose(continued.crystal.positions, whole.crystal.positions, atol=1e-9)
+    np.testing.assert_allclose(continued.crystal.cell, whole.crystal.cell, atol=1e-9)
+    for key in md.LOG_KEYS:
+        np.testing.assert_allclose(continued.log[key], whole.log[key], rtol=1e-9, atol=1e-12)
+    steps = [f.info["step"] for f in ase.io.read(tmp_path / "parts.extxyz", ":")]
+    assert steps == [f.info["step"] for f in ase.io.read(tmp_path / "whole.extxyz", ":")]
+    assert steps == [0, 20, 40, 60, 80]
+    # Asking for no more steps than done returns the stored run; another system is refused.
+    assert run(60, "parts", restart).steps == 80
+    other = md.system(LJ.apply, params, argon(repeats=(2, 2, 3)), cutoff=CUTOFF, skin=0.5)
+    with pytest.raises(ValueError, match="another run"):
+        md.run_nve(other, steps=10, restart=restart, progress=False)
+
+
 def test_explosions_stop_with_the_last_good_frame(x64, params, tmp_path):
     crystal = argon(seed=6)
     positions = crystal.positions.copy()
