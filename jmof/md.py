@@ -331,21 +331,11 @@ def _box_of(state, system: System, npt: bool):
     return simulate.npt_box(state) if npt else system.box
 
 
-def _frame(system: System, state, box, energy, nbrs, npt) -> tuple[Crystal, dict]:
-    """Host copy of one frame: the crystal and what the trajectory stores."""
+def _crystal(system: System, state, box) -> Crystal:
+    """Host copy of the positions and cell of one frame."""
     cell = np.asarray(box).T
     positions = np.asarray(state.position) @ cell
-    crystal = dataclasses.replace(system.crystal, positions=positions, cell=cell)
-    stress = -np.asarray(
-        quantity.stress(system.energy_fn, state.position, box, neighbor=nbrs)
-    )  # JAX-MD's stress is minus the virial derivative; ours is ASE's sign
-    velocities = np.asarray(state.momentum / state.mass.reshape(-1, 1)) / TIME_UNIT_FS
-    return crystal, dict(
-        energy=float(energy),
-        forces=np.asarray(state.force),
-        stress=stress,
-        velocities=velocities,
-    )
+    return dataclasses.replace(system.crystal, positions=positions, cell=cell)
 
 
 def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: float) -> None:
@@ -356,7 +346,7 @@ def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: f
     atoms = crystal.to_ase()
     atoms.set_velocities(data["velocities"] / fs)  # Å/fs -> Å per ASE time unit
     atoms.calc = SinglePointCalculator(
-        atoms, energy=data["energy"], forces=data["forces"], stress=data["stress"]
+        atoms, energy=float(data["energy"]), forces=data["forces"], stress=data["stress"]
     )
     atoms.info.update(step=step, time_fs=time_fs)
     ase.io.write(path, atoms, format="extxyz", append=True)
@@ -472,18 +462,29 @@ def _run(
         if conserved is None:
             log["conserved_eV"][-1] = float("nan")
 
-    def result(step, state, nbrs):
+    @jax.jit
+    def frame_data(state, nbrs):
+        """What a trajectory frame stores besides positions and cell."""
         box = _box_of(state, system, npt)
-        energy = system.energy_fn(state.position, nbrs, box=box)
-        crystal, _ = _frame(system, state, box, energy, nbrs, npt)
+        # JAX-MD's stress is minus the virial derivative; ours is ASE's sign.
+        stress = -quantity.stress(system.energy_fn, state.position, box, neighbor=nbrs)
+        return dict(
+            energy=system.energy_fn(state.position, nbrs, box=box),
+            forces=state.force,
+            stress=stress,
+            velocities=state.momentum / state.mass.reshape(-1, 1) / TIME_UNIT_FS,  # Å/fs
+        )
+
+    def result(step, state, nbrs):
+        crystal = _crystal(system, state, _box_of(state, system, npt))
         arrays = {k: np.asarray(v) for k, v in log.items()}
         return MDResult(crystal, arrays, step, reallocations, path)
 
-    def write(step, state, nbrs, obs):
+    def write(step, state, nbrs):
         if path is None:
             return
-        box = _box_of(state, system, npt)
-        crystal, data = _frame(system, state, box, obs["potential_eV"], nbrs, npt)
+        crystal = _crystal(system, state, _box_of(state, system, npt))
+        data = {k: np.asarray(v) for k, v in frame_data(state, nbrs).items()}
         _write_frame(path, crystal, data, step, step * dt_fs)
 
     def checkpoint(step, state, nbrs):
@@ -504,7 +505,7 @@ def _run(
     else:
         obs = observe(state, nbrs)
         record(0, obs)
-        write(0, state, nbrs, obs)
+        write(0, state, nbrs)
         step = 0
         checkpoint(step, state, nbrs)
     with progress_bar(enabled=progress) as bar:
@@ -537,7 +538,7 @@ def _run(
             if problem:
                 partial = result(step, state, nbrs)
                 if path is not None:
-                    write(step, state, nbrs, observe(state, nbrs))
+                    write(step, state, nbrs)
                 raise SimulationError(
                     f"simulation stopped between steps {step} and {step + log_every}: {problem}; "
                     f"the last good frame (step {step}) is in result.crystal"
@@ -548,7 +549,7 @@ def _run(
             step += log_every
             record(step, obs)
             if step % traj_every == 0:
-                write(step, state, nbrs, obs)
+                write(step, state, nbrs)
                 checkpoint(step, state, nbrs)
             bar.update(task, advance=log_every)
     checkpoint(step, state, nbrs)

@@ -1,0 +1,239 @@
+"""Dynamics with a distilled student (issue 5): NVE energy drift, NVT temperature, NPT volume.
+
+    python experiments/bench_potential_dynamics.py --part nve [--budget-minutes M]
+    python experiments/bench_potential_dynamics.py --part nvt
+    python experiments/bench_potential_dynamics.py --part npt
+    python experiments/bench_potential_dynamics.py --part npt --potential sevennet-0 --ps 5
+    python experiments/bench_potential_dynamics.py --summarize
+
+MOF: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms), the system-specific student's
+MOF; the starting frame of ``experiments/data/mil53-sevennet-0.extxyz``, relaxed at fixed cell
+by the potential that runs it (ASE BFGS to fmax 0.02 eV/Å); ``jmof.md`` replicates it to 304
+atoms so that minimum images are exact at 5 + 1 Å. Potential: the student
+of ``bench_potential_accuracy.py --set mil53`` (``experiments/runs/potential-mil53-nequip``) by
+default, or any ``potentials.load`` argument (``sevennet-0``: the teacher, converted to JAX).
+Velocities from a Maxwell–Boltzmann distribution at 300 K (600 K for NVE, which starts at the
+minimum: equipartition gives half of it back to the potential energy, leaving about 300 K).
+
+- ``nve``: velocity Verlet, 0.5 fs, 10 ps, float64 positions and energies. Drift: slope of a
+  least-squares line through the total energy, in eV/atom/ps (goal < 1e-4); also its standard
+  deviation about that line.
+- ``nvt``: Nosé–Hoover chain at 300 K (τ = 100 fs), 1 fs, 10 ps. Mean and standard deviation
+  of the kinetic temperature over the second half, against the canonical T·sqrt(2 / 3N).
+- ``npt``: Nosé–Hoover NPT at 300 K and 1 bar (τ_T = 100 fs, τ_P = 1 ps, isotropic), 1 fs,
+  20 ps. Volume per CoRE unit cell over time, its mean and standard deviation over the second
+  half, next to the same run with the teacher (``--potential sevennet-0``, as long as it ran).
+
+Runs advance in chunks with ``jmof.md`` restart files under
+``experiments/runs/dynamics-<part>-<potential>/``: ``--budget-minutes`` stops between chunks
+and the same command continues. A finished (or budget-stopped) run writes
+``experiments/results/dynamics_<part>_<potential>.json`` with its summary and log;
+``--summarize`` prints the table and plots ``experiments/results/dynamics.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import RESULTS, save
+
+HERE = Path(__file__).parent
+DATA = HERE / "data" / "mil53-sevennet-0.extxyz"
+STUDENT = HERE / "runs" / "potential-mil53-nequip"
+PARTS = {  # ps, fs per step, ensemble settings
+    "nve": dict(ps=10.0, dt_fs=0.5),
+    "nvt": dict(ps=10.0, dt_fs=1.0),
+    "npt": dict(ps=20.0, dt_fs=1.0),
+}
+TEMPERATURE_K = 300.0
+PRESSURE_GPA = 1e-4  # 1 bar
+
+
+def start_structure(model, label: str):
+    """The CoRE structure relaxed by ``model`` at fixed cell (ASE BFGS to fmax 0.02 eV/Å, at
+    most 500 steps), cached as ``experiments/runs/dynamics-start-<label>-<params hash>.extxyz``
+    (a retrained model gets its own)."""
+    import hashlib
+
+    import ase.io
+    import jax
+    from ase.optimize import BFGS
+
+    from jmof.data.labelled import read_extxyz
+    from jmof.structure import Crystal
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(model.params):
+        digest.update(np.asarray(leaf, np.float32).tobytes())
+    path = HERE / "runs" / f"dynamics-start-{label}-{digest.hexdigest()[:10]}.extxyz"
+    if not path.exists():
+        dataset = read_extxyz(DATA)
+        atoms = dataset.crystals[dataset.names.index("SABWAU01_clean/start/0")].to_ase()
+        atoms.calc = model.calculator()
+        BFGS(atoms, logfile=None).run(fmax=0.02, steps=500)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ase.io.write(path, atoms, format="extxyz")
+    return Crystal.from_ase(ase.io.read(path))
+
+
+def label_of(potential: str) -> str:
+    return "student" if Path(potential).resolve() == STUDENT.resolve() else Path(potential).name
+
+
+def summary(part: str, log: dict, n_atoms: int, repeats) -> dict:
+    """The numbers each part reports, from a ``jmof.md`` log."""
+    t_ps = np.asarray(log["time_fs"]) / 1000.0
+    half = t_ps >= t_ps[-1] / 2
+    out = {"time_ps": float(t_ps[-1]), "n_atoms": n_atoms}
+    if part == "nve":
+        total = np.asarray(log["conserved_eV"]) / n_atoms
+        slope, offset = np.polyfit(t_ps, total, 1)
+        out |= {
+            "drift_eV_per_atom_ps": float(slope),
+            "scatter_eV_per_atom": float(np.std(total - (slope * t_ps + offset))),
+            "max_deviation_eV_per_atom": float(np.abs(total - total[0]).max()),
+            "T_mean_K": float(np.mean(np.asarray(log["temperature_K"])[half])),
+        }
+    elif part == "nvt":
+        temperature = np.asarray(log["temperature_K"])[half]
+        out |= {
+            "T_target_K": TEMPERATURE_K,
+            "T_mean_K": float(temperature.mean()),
+            "T_std_K": float(temperature.std()),
+            "T_std_canonical_K": TEMPERATURE_K * float(np.sqrt(2.0 / (3.0 * n_atoms))),
+        }
+    else:
+        cells = int(np.prod(repeats))
+        volume = np.asarray(log["volume_A3"]) / cells
+        out |= {
+            "V_start_A3": float(volume[0]),
+            "V_mean_A3": float(volume[half].mean()),
+            "V_std_A3": float(volume[half].std()),
+            "T_mean_K": float(np.mean(np.asarray(log["temperature_K"])[half])),
+            "P_mean_GPa": float(np.mean(np.asarray(log["pressure_GPa"])[half])),
+        }
+    return out
+
+
+def run(part: str, potential: str, ps: float | None, budget_minutes: float | None, chunk_ps):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import potentials
+    from jmof import md
+
+    settings = PARTS[part]
+    total_ps = ps or settings["ps"]
+    dt = settings["dt_fs"]
+    steps = int(round(total_ps * 1000 / dt))
+    chunk = max(100, int(round(chunk_ps * 1000 / dt)) // 100 * 100)
+    model = potentials.load(potential, dtype="float64" if part == "nve" else None)
+    crystal = start_structure(model, label_of(potential))
+    system = md.system(
+        model.config.build().apply, model.params, crystal, cutoff=model.config.cutoff, skin=1.0
+    )
+    name = f"dynamics-{part}-{label_of(potential)}"
+    folder = HERE / "runs" / name
+    restart = folder / "restart.npz"
+    trajectory = folder / "trajectory.extxyz"
+    common = dict(dt_fs=dt, temperature_K=TEMPERATURE_K, log_every=10, traj_every=1000,
+                  trajectory=trajectory, restart=restart, progress=True)  # fmt: skip
+    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
+    done = 0
+    while True:
+        target = min(steps, done + chunk)
+        started = time.perf_counter()
+        if part == "nve":
+            # From the minimum, equipartition halves the kinetic energy: start at 2T.
+            result = md.run_nve(system, steps=target, **(common | {"temperature_K": 600.0}))
+        elif part == "nvt":
+            result = md.run_nvt(system, steps=target, tau_fs=100.0, **common)
+        else:
+            result = md.run_npt(system, steps=target, pressure_GPa=PRESSURE_GPA, tau_T_fs=100.0,
+                                tau_P_fs=1000.0, **common)  # fmt: skip
+        elapsed, ran = time.perf_counter() - started, result.steps - done
+        done = result.steps
+        if ran:
+            rate = system.crystal.n_atoms * ran / elapsed
+            print(f"{name}: {done}/{steps} steps, {rate:.0f} atom·steps/s (compile included)")
+        if done >= steps or (deadline and time.time() > deadline):
+            break
+    payload = {
+        "part": part,
+        "potential": str(potential),
+        "label": label_of(potential),
+        "dtype": model.config.dtype,
+        "dt_fs": dt,
+        "steps_done": done,
+        "steps_target": steps,
+        "repeats": list(system.repeats),
+        "summary": summary(part, result.log, system.crystal.n_atoms, system.repeats),
+        "log": {k: np.asarray(v).tolist() for k, v in result.log.items()},
+    }
+    save(f"dynamics_{part}_{label_of(potential)}", payload)
+    if done < steps:
+        print(f"{name}: budget reached at {done}/{steps} steps; run the same command to continue")
+
+
+def summarize() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(RESULTS.glob("dynamics_*.json"))
+    if not runs:
+        print("no dynamics results yet")
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for path in runs:
+        data = json.loads(path.read_text())
+        part, label, log = data["part"], data["label"], data["log"]
+        print(f"{part:4s} {label:12s} {data['steps_done']}/{data['steps_target']} steps "
+              f"{json.dumps(data['summary'])}")  # fmt: skip
+        t_ps = np.asarray(log["time_fs"]) / 1000.0
+        n = data["summary"]["n_atoms"]
+        if part == "nve":
+            total = np.asarray(log["conserved_eV"]) / n
+            axes[0].plot(t_ps, 1000 * (total - total[0]), lw=0.8, label=label)
+        elif part == "nvt":
+            axes[1].plot(t_ps, log["temperature_K"], lw=0.6, label=label)
+        else:
+            cells = int(np.prod(data["repeats"]))
+            axes[2].plot(t_ps, np.asarray(log["volume_A3"]) / cells, lw=0.8, label=label)
+    axes[0].set(xlabel="t (ps)", ylabel="E_total - E_0 (meV/atom)", title="NVE, 0.5 fs")
+    axes[1].axhline(TEMPERATURE_K, color="k", lw=0.5)
+    axes[1].set(xlabel="t (ps)", ylabel="T (K)", title="NVT Nosé–Hoover, 300 K")
+    axes[2].set(xlabel="t (ps)", ylabel="V per cell (Å³)", title="NPT 300 K, 1 bar")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle("MIL-53(Al), 304 atoms, jmof.md")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "dynamics.png", dpi=120)
+    print(f"wrote {RESULTS / 'dynamics.png'}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=tuple(PARTS))
+    parser.add_argument("--potential", default=str(STUDENT))
+    parser.add_argument("--ps", type=float, default=None, help="simulated time (default: part's)")
+    parser.add_argument("--chunk-ps", type=float, default=1.0, help="ps between budget checks")
+    parser.add_argument("--budget-minutes", type=float, default=None)
+    parser.add_argument("--summarize", action="store_true")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize()
+    elif args.part:
+        run(args.part, args.potential, args.ps, args.budget_minutes, args.chunk_ps)
+    else:
+        parser.error("give --part or --summarize")
+
+
+if __name__ == "__main__":
+    main()
