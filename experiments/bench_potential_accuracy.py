@@ -6,7 +6,9 @@
 ``mil53`` (system-specific student): ``experiments/data/mil53-sevennet-0.extxyz`` (built by
 ``build_potential_data.py --set mil53``), split by frame, test on held-out frames (MD
 snapshots, rattled and strained cells of the same MOF), reported for all test frames and for
-the test frames that are MD snapshots. ``general``: many CoRE MOFs, split by
+the test frames that are MD snapshots. ``mil53-md`` (``--teacher sevennet-0-jax``): the larger
+set of mostly MD snapshots, split by 50-step (250 fs) windows of each trajectory, so test
+snapshots are not interleaved with training ones. ``general``: many CoRE MOFs, split by
 structure, so the test MOFs were never seen in training.
 
 Students: ``nequip`` (2 layers, 16 channels, l_max 1, 5 Å) and ``mace`` (2 layers, 8 channels,
@@ -27,16 +29,19 @@ DATA = Path(__file__).parent / "data"
 RUNS = Path(__file__).parent / "runs"
 
 
-def student(model: str, elements):
+def student(model: str, elements, channels: int | None = None):
+    """The student configs; ``channels`` overrides the width (16 for NequIP, 8 for MACE)."""
     from potentials import MACEConfig, NequIPConfig
 
     if model == "nequip":
-        return NequIPConfig(elements=elements, cutoff=5.0, n_layers=2, channels=16, l_max=1)
+        return NequIPConfig(
+            elements=elements, cutoff=5.0, n_layers=2, channels=channels or 16, l_max=1
+        )
     return MACEConfig(
         elements=elements,
         cutoff=5.0,
         n_layers=2,
-        channels=8,
+        channels=channels or 8,
         l_max=2,
         hidden_l=1,
         correlation=2,
@@ -44,13 +49,29 @@ def student(model: str, elements):
     )
 
 
+def by_structure(name: str) -> str:
+    """Split group of a configuration of the general set: its MOF."""
+    return name.split("/")[0]
+
+
+def by_window(name: str, window_steps: int = 50) -> str:
+    """Split group of an MD snapshot: its trajectory and 50-step window (frames every 5 fs of
+    one window stay together, so no test snapshot sits between two training ones); other
+    configurations are their own group."""
+    structure, kind, index = name.split("/")
+    if kind.startswith("md-"):
+        return f"{structure}/{kind}/{int(index) // window_steps}"
+    return name
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--set", choices=("mil53", "general"), required=True)
+    parser.add_argument("--set", choices=("mil53", "mil53-md", "general"), required=True)
     parser.add_argument("--model", choices=("nequip", "mace"), default="nequip")
     parser.add_argument("--teacher", default="sevennet-0")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--budget-steps", type=int, default=None)
+    parser.add_argument("--channels", type=int, default=None, help="student width (run -c<N>)")
     args = parser.parse_args()
 
     import numpy as np
@@ -60,9 +81,10 @@ def main():
 
     dataset = read_extxyz(DATA / f"{args.set}-{args.teacher}.extxyz")
     elements = tuple(sorted({int(z) for c in dataset.crystals for z in np.unique(c.species)}))
-    config = student(args.model, elements)
-    group = (lambda name: name.split("/")[0]) if args.set == "general" else None
-    name = f"potential-{args.set}-{args.model}"
+    config = student(args.model, elements, args.channels)
+    group = {"general": by_structure, "mil53-md": by_window}.get(args.set)
+    variant = f"{args.model}-c{args.channels}" if args.channels else args.model
+    name = f"potential-{args.set}-{variant}"
     result = distill(
         dataset,
         out_dir=RUNS / name,
@@ -88,10 +110,10 @@ def main():
         test_md.pop("predictions")
     n_params = sum(int(np.size(x)) for x in __import__("jax").tree.leaves(result.params))
     save(
-        f"potential_accuracy_{args.set}_{args.model}",
+        f"potential_accuracy_{args.set}_{variant}",
         {
             "set": args.set,
-            "model": args.model,
+            "model": variant,
             "config": {k: v for k, v in vars(result.config).items() if k != "atomic_energies"},
             "n_params": n_params,
             "n_train": result.metrics["n_train"],

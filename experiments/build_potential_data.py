@@ -1,11 +1,15 @@
 """Teacher-labelled training data for the distilled potentials (issue 5).
 
     python experiments/build_potential_data.py --set mil53          # system-specific set
+    python experiments/build_potential_data.py --set mil53-md --teacher sevennet-0-jax \
+        --md-steps 600                                                # mostly MD snapshots
     python experiments/build_potential_data.py --set general --n 300 # many CoRE MOFs
 
 ``mil53``: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms, the breathing MOF):
 the structure, rattled (σ = 0.03-0.1 Å) and strained (±2-6 %, the cell shape changes that
 breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and 600 K.
+``mil53-md``: the same MOF with more of what a simulation visits: rattles of only 0.02 and
+0.04 Å (5 each), the same strains, and MD at 300, 450 and 600 K.
 ``general``: CoRE MOFs of at most 120 atoms with elements SevenNet-0 knows, each relaxed by
 the teacher at fixed cell (BFGS to 0.1 eV/Å, at most 100 steps, cached), then as itself, two
 rattles (σ = 0.01, 0.03 Å) and two strains (±2 %). (Unrelaxed CoRE structures with rattles of
@@ -30,7 +34,13 @@ DATA = Path(__file__).parent / "data"
 MIL53 = "SABWAU01_clean"
 
 
-def mil53_configurations(teacher: str, md_steps: int, interval: int) -> list:
+def mil53_configurations(
+    teacher: str,
+    md_steps: int,
+    interval: int,
+    temperatures=(300.0, 600.0),
+    rattles=(0.03, 0.05, 0.07, 0.1),
+) -> list:
     from jmof.data import coremof
     from potentials import teachers
 
@@ -39,10 +49,10 @@ def mil53_configurations(teacher: str, md_steps: int, interval: int) -> list:
     configs = teachers.perturbations(
         crystal,
         MIL53,
-        rattle_A=(0.03, 0.05, 0.07, 0.1) * 5,
+        rattle_A=tuple(rattles) * 5,
         strains=(-0.06, -0.04, -0.02, 0.02, 0.04, 0.06) * 3,
     )
-    for k, temperature in enumerate((300.0, 600.0)):
+    for k, temperature in enumerate(temperatures):
         configs += teachers.teacher_md(
             crystal,
             MIL53,
@@ -80,7 +90,7 @@ def main():
     from potentials import teachers
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--set", choices=("mil53", "general"), required=True)
+    parser.add_argument("--set", choices=("mil53", "mil53-md", "general"), required=True)
     parser.add_argument("--teacher", choices=teachers.TEACHERS, default="sevennet-0")
     parser.add_argument("--n", type=int, default=300, help="structures of the general set")
     parser.add_argument("--md-steps", type=int, default=200, help="MD steps per temperature")
@@ -88,6 +98,10 @@ def main():
     args = parser.parse_args()
     if args.set == "mil53":
         configs = mil53_configurations(args.teacher, args.md_steps, args.interval)
+    elif args.set == "mil53-md":
+        configs = mil53_configurations(
+            args.teacher, args.md_steps, args.interval, (300.0, 450.0, 600.0), (0.02, 0.04)
+        )
     else:
         configs = general_configurations(args.n, args.teacher)
     dataset = teachers.label(configs, args.teacher)
