@@ -2,6 +2,7 @@
 
     python experiments/bench_geometry.py [--n 500] [--max-atoms 400] [--budget-minutes M]
     python experiments/bench_geometry.py --redo-jmof      # recompute jmof's columns only
+    python experiments/bench_geometry.py --timing 60      # both timed again on the first 60
     python experiments/bench_geometry.py --summarize
 
 Structures: the valid CoRE MOF 2019-ASR structures with at most ``--max-atoms`` atoms, ordered by
@@ -124,6 +125,45 @@ def redo_jmof() -> None:
     tmp.replace(ROWS)
 
 
+def timing(n: int, max_atoms: int) -> None:
+    """jmof and Zeo++ timed again, one after the other in this run, on the first ``n`` structures
+    of the selection (for a timing on a quiet machine after a change of speed only): medians to
+    ``experiments/results/geometry_timing.json``, with the largest change of a jmof value
+    against the stored rows."""
+    import jmof
+    from jmof.data import coremof
+
+    cif_dir = coremof.extract("2019-ASR", progress=False)
+    stored = {}
+    if ROWS.exists():
+        for line in ROWS.read_text().splitlines():
+            row = json.loads(line)
+            stored[row["name"]] = row["jmof"]
+    rows, changed = [], 0.0
+    for k, name in enumerate(selection(n, max_atoms)):
+        path = Path(cif_dir) / f"{name}.cif"
+        crystal = jmof.read(path)
+        j, z = ours(crystal), zeo(path)
+        rows.append({"name": name, "n_atoms": crystal.n_atoms, "jmof_s": j["seconds"],
+                     "zeo_s": z.get("seconds")})  # fmt: skip
+        if name in stored:
+            changed = max(changed, *(abs(j[p] - stored[name][p]) for p in PROPS))
+        print(f"[{k + 1}/{n}] {name} {crystal.n_atoms} atoms: jmof {j['seconds']:.2f} s, "
+              f"Zeo++ {z.get('seconds', float('nan')):.2f} s", flush=True)  # fmt: skip
+    jmof_s = [r["jmof_s"] for r in rows]
+    zeo_s = [r["zeo_s"] for r in rows if r["zeo_s"] is not None]
+    save("geometry_timing", {
+        "n_structures": len(rows),
+        "n_atoms_median": float(np.median([r["n_atoms"] for r in rows])),
+        "jmof_median_s": float(np.median(jmof_s)),
+        "zeo_median_s": float(np.median(zeo_s)),
+        "jmof_total_s": float(np.sum(jmof_s)),
+        "zeo_total_s": float(np.sum(zeo_s)),
+        "max_change_vs_stored_rows": changed,
+        "rows": rows,
+    })  # fmt: skip
+
+
 def summarize() -> None:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line]
     ok = [r for r in rows if "error" not in r["zeo"]]
@@ -193,8 +233,11 @@ def main():
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--summarize", action="store_true")
     parser.add_argument("--redo-jmof", action="store_true")
+    parser.add_argument("--timing", type=int, default=None, metavar="N")
     args = parser.parse_args()
-    if args.redo_jmof:
+    if args.timing:
+        timing(args.timing, args.max_atoms)
+    elif args.redo_jmof:
         redo_jmof()
     elif args.summarize:
         summarize()
