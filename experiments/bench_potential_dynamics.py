@@ -42,7 +42,6 @@ import numpy as np
 from _common import RESULTS, save
 
 HERE = Path(__file__).parent
-DATA = HERE / "data" / "mil53-sevennet-0.extxyz"
 STUDENT = HERE / "runs" / "potential-mil53-nequip"
 PARTS = {  # ps, fs per step, ensemble settings
     "nve": dict(ps=10.0, dt_fs=0.5),
@@ -61,9 +60,9 @@ def start_structure(model, label: str):
 
     import ase.io
     import jax
-    from ase.optimize import BFGS
+    from sevennet_md import relax
+    from sevennet_md import start_structure as core_structure
 
-    from jmof.data.labelled import read_extxyz
     from jmof.structure import Crystal
 
     digest = hashlib.sha256()
@@ -71,10 +70,7 @@ def start_structure(model, label: str):
         digest.update(np.asarray(leaf, np.float32).tobytes())
     path = HERE / "runs" / f"dynamics-start-{label}-{digest.hexdigest()[:10]}.extxyz"
     if not path.exists():
-        dataset = read_extxyz(DATA)
-        atoms = dataset.crystals[dataset.names.index("SABWAU01_clean/start/0")].to_ase()
-        atoms.calc = model.calculator()
-        BFGS(atoms, logfile=None).run(fmax=0.02, steps=500)
+        atoms, _ = relax(core_structure(), model.calculator())
         path.parent.mkdir(parents=True, exist_ok=True)
         ase.io.write(path, atoms, format="extxyz")
     return Crystal.from_ase(ase.io.read(path))

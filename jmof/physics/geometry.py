@@ -454,16 +454,37 @@ def _window_saddles(crystal, radii, points, r_lo, h) -> np.ndarray:
     return out
 
 
+def _percolation_bounds(d: np.ndarray) -> tuple[float, float]:
+    """``(line, plane)`` with {d ≥ r} percolating for every r ≤ line and for no r > plane.
+
+    ``line``: the best straight row of grid points along an axis (it wraps around the cell, so
+    {d ≥ r} holds a channel along that axis while r ≤ its minimum). ``plane``: a path that
+    winds along an axis must visit every lattice plane normal to it (steps change each index
+    by at most 1), so {d ≥ r} cannot percolate once every axis has a plane with max d < r.
+    Both are exact statements about the grid, so the bisection gives the same threshold when
+    it skips the labelling outside [line, plane].
+    """
+    axes = range(3)
+    line = max(float(d.min(axis=a).max()) for a in axes)
+    plane = max(float(d.max(axis=tuple(b for b in axes if b != a)).min()) for a in axes)
+    return line, plane
+
+
 def percolation_threshold(dgrid: DistanceGrid, tol: float = 1e-3) -> float:
     """Largest r (to ``tol``) for which {d ≥ r} percolates on the grid (26-connected); -inf if
     not even the void outside the atoms (r = 0) does."""
     d = dgrid.values
+    line, plane = _percolation_bounds(d)
+
+    def test(r: float) -> bool:
+        return r <= line or (r <= plane and percolates(dgrid, r))
+
     lo, hi = float(min(d.min(), 0.0)), float(d.max())
-    if not percolates(dgrid, lo):
+    if not test(lo):
         return -math.inf
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if percolates(dgrid, mid):
+        if test(mid):
             lo = mid
         else:
             hi = mid
@@ -606,12 +627,13 @@ def accessible_surface_area(
     pts = positions[:, None, :] + r[:, None, None] * np.einsum("sj,nkj->nsk", base, rotations)
     frac = pts.reshape(-1, 3) @ inv
     # In a percolating channel: any of the 8 grid points around the sample is accessible.
-    g = frac % 1.0 * shape
-    lo = np.floor(g).astype(int)
-    hit = np.zeros(len(g), bool)
-    for corner in np.ndindex(2, 2, 2):
-        idx = (lo + corner) % shape
-        hit |= ok_grid[idx[:, 0], idx[:, 1], idx[:, 2]]
+    # ``near[i]`` says that for the cube with lower corner i (the OR over its corners, taken
+    # one axis at a time), so each sample needs one lookup.
+    near = np.asarray(ok_grid, bool)
+    for axis in range(3):
+        near = near | np.roll(near, -1, axis=axis)
+    lo = np.floor(frac % 1.0 * shape).astype(np.int64) % shape
+    hit = near.ravel()[(lo[:, 0] * shape[1] + lo[:, 1]) * shape[2] + lo[:, 2]]
     # Outside every other probe-centre sphere (tested only where it can still count).
     a = np.repeat(r, n_samples)
     hit[hit] = ~_buried(crystal, dgrid, frac[hit], a[hit], probe_radius, radii)

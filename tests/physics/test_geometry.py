@@ -100,6 +100,25 @@ def test_channel_dimensionality():
         assert dims[labels[mask]].max() == dim
 
 
+def test_percolation_shortcuts_change_nothing():
+    """The bisection that skips labelling outside the line/plane bounds against the plain one,
+    on smooth random periodic fields; the bounds bracket the threshold."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for shape in ((12, 10, 14), (9, 9, 9), (16, 6, 11)):
+        field = ndimage.gaussian_filter(rng.normal(size=shape), 1.5, mode="wrap")
+        dgrid = geometry.DistanceGrid(field / field.std(), np.diag([5.0, 4.0, 6.0]))
+        line, plane = geometry._percolation_bounds(dgrid.values)
+        lo, hi = float(min(dgrid.values.min(), 0.0)), float(dgrid.values.max())
+        while hi - lo > 1e-3:  # plain bisection, labelling at every level
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if geometry.percolates(dgrid, mid) else (lo, mid)
+        expected = lo if lo >= 0 else -np.inf
+        assert geometry.percolation_threshold(dgrid) == expected
+        assert geometry.percolates(dgrid, line) and not geometry.percolates(dgrid, plane + 1e-9)
+
+
 def _zeo(path: Path) -> dict:
     pytest.importorskip("pyzeo")
     out = subprocess.run(
