@@ -4,6 +4,7 @@
     python experiments/bench_predictor_accuracy.py --run ensemble        # K = 5, trained by vmap
     python experiments/bench_predictor_accuracy.py --run single --train-size 2000 --seed 1
     python experiments/bench_predictor_accuracy.py --combine --train-size 2000  # seeds 0-4
+    python experiments/bench_predictor_accuracy.py --combine --members 3        # all, seeds 0-2
     python experiments/bench_predictor_accuracy.py --learning-curve      # all, then 5,000 … 500
     python experiments/bench_predictor_accuracy.py --summarize           # table of finished runs
 
@@ -23,11 +24,11 @@ the same command continues it. A finished run writes ``experiments/results/cgcnn
 
 ``--seed k`` trains a single network from another initialisation and batch order
 (``predictors.fit(seed=k)``; run ``single-<size>-seed<k>``). ``--combine`` stacks the single
-runs of seeds 0 … 4 at ``--train-size`` into one ensemble (``predictors.combine``) and scores it
-on the test split, with the Spearman ρ between the ensemble spread and the absolute error
-(``cgcnn_ensemble5-<size>.json``). On this 2-core CPU five separate trainings take 1.5× less
-time than the vmapped ensemble (``bench_predictor_speed.py``), so that is how the ensemble of
-the accuracy table is trained.
+runs of seeds 0 … K-1 (``--members K``, default 5) at ``--train-size`` into one ensemble
+(``predictors.combine``) and scores it on the test split, with the Spearman ρ between the
+ensemble spread and the absolute error (``cgcnn_ensemble<K>-<size>.json``). On this 2-core
+CPU five separate trainings take 1.5× less time than the vmapped ensemble
+(``bench_predictor_speed.py``), so that is how the ensembles of the accuracy table are trained.
 """
 
 from __future__ import annotations
@@ -198,13 +199,14 @@ def main():
     parser.add_argument("--learning-curve", action="store_true", help="single runs, all sizes")
     parser.add_argument("--budget-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--combine", action="store_true", help="ensemble of seeds 0-4")
+    parser.add_argument("--combine", action="store_true", help="ensemble of seeds 0 … K-1")
+    parser.add_argument("--members", type=int, default=5, help="K of --combine")
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args()
     if args.run:
         train(args.run, args.train_size, args.epochs, args.budget_steps, args.seed)
     if args.combine:
-        combine(args.train_size)
+        combine(args.train_size, args.members)
     if args.learning_curve:
         for size in CURVE_SIZES:
             if not (RESULTS / f"cgcnn_{run_name('single', size)}.json").exists():
