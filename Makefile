@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REPORT ?= reports/demo
 
-.PHONY: demo test test-all bench install lint clean
+.PHONY: demo test test-all bench bench-speed install lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ bench: $(STAMP)
 	$(PY) experiments/bench_io.py
 	$(PY) experiments/bench_neighbors.py
 	$(PY) experiments/bench_padding.py
+
+# The speed tables of BENCHMARKS.md against their peers (torch models, Zeo++): about an hour
+# on a quiet 2-core machine; results under experiments/results/. mace-torch is optional
+# (bench_potential_speed.py says how to add it).
+bench-speed: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,torch]'
+	$(PY) experiments/bench_physics_speed.py
+	$(PY) experiments/bench_geometry.py --timing 60
+	$(PY) experiments/bench_predictor_speed.py
+	$(PY) experiments/bench_potential_speed.py
+	$(PY) experiments/bench_sevennet.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
