@@ -9,9 +9,10 @@
 MOF: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms), the system-specific student's
 MOF; the starting frame of ``experiments/data/mil53-sevennet-0.extxyz``, relaxed at fixed cell
 by the potential that runs it (ASE BFGS to fmax 0.02 eV/Å); ``jmof.md`` replicates it to 304
-atoms so that minimum images are exact at 5 + 1 Å. Potential: the student
-of ``bench_potential_accuracy.py --set mil53`` (``experiments/runs/potential-mil53-nequip``) by
-default, or any ``potentials.load`` argument (``sevennet-0``: the teacher, converted to JAX).
+atoms so that minimum images are exact at 5 + 1 Å. Potential: the student of
+``bench_potential_accuracy.py --set mil53-md --teacher sevennet-0-jax``
+(``experiments/runs/potential-mil53-md-nequip``) by default, or any ``potentials.load``
+argument (``sevennet-0``: the teacher, converted to JAX).
 Velocities from a Maxwell–Boltzmann distribution at 300 K (600 K for NVE, which starts at the
 minimum: equipartition gives half of it back to the potential energy, leaving about 300 K).
 
@@ -42,7 +43,7 @@ import numpy as np
 from _common import RESULTS, save
 
 HERE = Path(__file__).parent
-STUDENT = HERE / "runs" / "potential-mil53-nequip"
+STUDENT = HERE / "runs" / "potential-mil53-md-nequip"
 PARTS = {  # ps, fs per step, ensemble settings
     "nve": dict(ps=10.0, dt_fs=0.5),
     "nvt": dict(ps=10.0, dt_fs=1.0),
