@@ -2,6 +2,8 @@
 
     python experiments/bench_potential_accuracy.py --set mil53 --model nequip [--budget-steps N]
     python experiments/bench_potential_accuracy.py --set general --model nequip
+    python experiments/bench_potential_accuracy.py --set mil53-md --teacher sevennet-0-jax \
+        --channels 32 --l-max 2 --layers 3        # a larger student: run nequip-c32-l2-n3
 
 ``mil53`` (system-specific student): ``experiments/data/mil53-sevennet-0.extxyz`` (built by
 ``build_potential_data.py --set mil53``), split by frame, test on held-out frames (MD
@@ -29,24 +31,44 @@ DATA = Path(__file__).parent / "data"
 RUNS = Path(__file__).parent / "runs"
 
 
-def student(model: str, elements, channels: int | None = None):
-    """The student configs; ``channels`` overrides the width (16 for NequIP, 8 for MACE)."""
+def student(
+    model: str,
+    elements,
+    channels: int | None = None,
+    l_max: int | None = None,
+    layers: int | None = None,
+):
+    """The student configs; ``channels``, ``l_max`` and ``layers`` override the defaults
+    (NequIP 16 channels, l_max 1; MACE 8 channels, l_max 2; both 2 layers)."""
     from potentials import MACEConfig, NequIPConfig
 
     if model == "nequip":
         return NequIPConfig(
-            elements=elements, cutoff=5.0, n_layers=2, channels=channels or 16, l_max=1
+            elements=elements,
+            cutoff=5.0,
+            n_layers=layers or 2,
+            channels=channels or 16,
+            l_max=l_max or 1,
         )
     return MACEConfig(
         elements=elements,
         cutoff=5.0,
-        n_layers=2,
+        n_layers=layers or 2,
         channels=channels or 8,
-        l_max=2,
+        l_max=l_max or 2,
         hidden_l=1,
         correlation=2,
         radial_hidden=(32, 32),
     )
+
+
+def variant_name(model: str, channels=None, l_max=None, layers=None) -> str:
+    """``nequip``, or with the overridden sizes: ``nequip-c32-l2-n3``."""
+    parts = [model]
+    for prefix, value in (("c", channels), ("l", l_max), ("n", layers)):
+        if value:
+            parts.append(f"{prefix}{value}")
+    return "-".join(parts)
 
 
 def by_structure(name: str) -> str:
@@ -72,6 +94,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--budget-steps", type=int, default=None)
     parser.add_argument("--channels", type=int, default=None, help="student width (run -c<N>)")
+    parser.add_argument("--l-max", type=int, default=None, help="student l_max (run -l<L>)")
+    parser.add_argument("--layers", type=int, default=None, help="interaction blocks (run -n<N>)")
     args = parser.parse_args()
 
     import numpy as np
@@ -81,9 +105,9 @@ def main():
 
     dataset = read_extxyz(DATA / f"{args.set}-{args.teacher}.extxyz")
     elements = tuple(sorted({int(z) for c in dataset.crystals for z in np.unique(c.species)}))
-    config = student(args.model, elements, args.channels)
+    config = student(args.model, elements, args.channels, args.l_max, args.layers)
     group = {"general": by_structure, "mil53-md": by_window}.get(args.set)
-    variant = f"{args.model}-c{args.channels}" if args.channels else args.model
+    variant = variant_name(args.model, args.channels, args.l_max, args.layers)
     name = f"potential-{args.set}-{variant}"
     result = distill(
         dataset,
