@@ -11,7 +11,9 @@ breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and
 ``mil53-md``: the same MOF with more of what a simulation visits: rattles of only 0.02 and
 0.04 Å (5 each), the same strains, and MD at 300, 450 and 600 K.
 ``general``: CoRE MOFs of at most 120 atoms with elements SevenNet-0 knows, each relaxed by
-the teacher at fixed cell (BFGS to 0.1 eV/Å, at most 100 steps, cached), then as itself, two
+the teacher at fixed cell (BFGS to 0.1 eV/Å, at most 100 steps; the relaxed structures are
+kept in ``experiments/data/general-starts-<teacher>.extxyz``, committed as the build goes, so a
+fresh machine continues where the last stopped), then as itself, two
 rattles (σ = 0.01, 0.03 Å) and two strains (±2 %). (Unrelaxed CoRE structures with rattles of
 0.05–0.1 Å, the first recipe, gave a median largest force of 8 eV/Å on the start frames and
 28 eV/Å on the rattles: nothing a simulation visits.)
@@ -65,23 +67,54 @@ def mil53_configurations(
     return configs
 
 
+def relaxed_starts(names, crystals, teacher: str) -> list:
+    """Each crystal relaxed by the teacher (``teachers.relaxed``), kept in
+    ``experiments/data/general-starts-<teacher>.extxyz`` (committed), so that a build on a fresh
+    machine skips the relaxations already done. Every start is the structure as read back
+    from that file (positions to 1e-8 Å), so all machines label the same positions."""
+    import io
+
+    import ase.io
+
+    from jmof.progress import progress_bar
+    from jmof.structure import Crystal
+    from potentials import teachers
+
+    path = DATA / f"general-starts-{teacher}.extxyz"
+    done = {}
+    if path.exists():
+        for atoms in ase.io.read(path, ":", format="extxyz"):
+            done[atoms.info["name"]] = Crystal.from_ase(atoms)
+    with progress_bar(True) as bar:
+        already = len(set(names) & set(done))
+        task = bar.add_task(f"relaxing with {teacher}", total=len(names), completed=already)
+        for name, crystal in zip(names, crystals, strict=True):
+            if name in done:
+                continue
+            atoms = teachers.relaxed(crystal, teacher).to_ase()
+            atoms.info["name"] = name
+            buffer = io.StringIO()
+            ase.io.write(buffer, atoms, format="extxyz")
+            text = buffer.getvalue()
+            with open(path, "a") as f:  # one write per frame: an interruption loses one at most
+                f.write(text)
+            done[name] = Crystal.from_ase(ase.io.read(io.StringIO(text), format="extxyz"))
+            bar.advance(task)
+    return [done[n] for n in names]
+
+
 def general_configurations(n: int, teacher: str) -> list:
     from jmof.data import coremof
     from potentials import teachers
 
     dataset = coremof.load("2019-ASR", progress=False).filter(max_atoms=120)
     dataset = dataset.sample(n, salt="potential-data")
-    from jmof.progress import progress_bar
-
+    starts = relaxed_starts(dataset.names, dataset.crystals, teacher)
     configs = []
-    with progress_bar(True) as bar:
-        task = bar.add_task(f"relaxing with {teacher}", total=len(dataset))
-        for k, (name, crystal) in enumerate(zip(dataset.names, dataset.crystals, strict=True)):
-            start = teachers.relaxed(crystal, teacher)
-            configs += teachers.perturbations(
-                start, name, rattle_A=(0.01, 0.03), strains=(-0.02, 0.02), seed=k
-            )
-            bar.advance(task)
+    for k, (name, start) in enumerate(zip(dataset.names, starts, strict=True)):
+        configs += teachers.perturbations(
+            start, name, rattle_A=(0.01, 0.03), strains=(-0.02, 0.02), seed=k
+        )
     return configs
 
 
