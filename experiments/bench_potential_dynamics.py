@@ -25,9 +25,9 @@ minimum: equipartition gives half of it back to the potential energy, leaving ab
   20 ps. Volume per CoRE unit cell over time, its mean and standard deviation over the second
   half, next to the same run with the teacher (``--potential sevennet-0``, as long as it ran).
 
-Runs advance in chunks with ``jmof.md`` restart files under
-``experiments/runs/dynamics-<part>-<potential>/``: ``--budget-minutes`` stops between chunks
-and the same command continues. A finished (or budget-stopped) run writes
+Runs keep a ``jmof.md`` restart file under ``experiments/runs/dynamics-<part>-<potential>/``
+(rewritten every 1,000 steps): ``--budget-minutes`` stops at the first checkpoint after the
+budget and the same command continues. A finished (or budget-stopped) run writes
 ``experiments/results/dynamics_<part>_<potential>.json`` with its summary and log;
 ``--summarize`` prints the table and plots ``experiments/results/dynamics.png``.
 """
@@ -116,7 +116,7 @@ def summary(part: str, log: dict, n_atoms: int, repeats) -> dict:
     return out
 
 
-def run(part: str, potential: str, ps: float | None, budget_minutes: float | None, chunk_ps):
+def run(part: str, potential: str, ps: float | None, budget_minutes: float | None):
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -127,7 +127,6 @@ def run(part: str, potential: str, ps: float | None, budget_minutes: float | Non
     total_ps = ps or settings["ps"]
     dt = settings["dt_fs"]
     steps = int(round(total_ps * 1000 / dt))
-    chunk = max(100, int(round(chunk_ps * 1000 / dt)) // 100 * 100)
     model = potentials.load(potential, dtype="float64" if part == "nve" else None)
     crystal = start_structure(model, label_of(potential))
     system = md.system(
@@ -138,27 +137,22 @@ def run(part: str, potential: str, ps: float | None, budget_minutes: float | Non
     restart = folder / "restart.npz"
     trajectory = folder / "trajectory.extxyz"
     common = dict(dt_fs=dt, temperature_K=TEMPERATURE_K, log_every=10, traj_every=1000,
-                  trajectory=trajectory, restart=restart, progress=True)  # fmt: skip
-    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
-    done = 0
-    while True:
-        target = min(steps, done + chunk)
-        started = time.perf_counter()
-        if part == "nve":
-            # From the minimum, equipartition halves the kinetic energy: start at 2T.
-            result = md.run_nve(system, steps=target, **(common | {"temperature_K": 600.0}))
-        elif part == "nvt":
-            result = md.run_nvt(system, steps=target, tau_fs=100.0, **common)
-        else:
-            result = md.run_npt(system, steps=target, pressure_GPa=PRESSURE_GPA, tau_T_fs=100.0,
-                                tau_P_fs=1000.0, **common)  # fmt: skip
-        elapsed, ran = time.perf_counter() - started, result.steps - done
-        done = result.steps
-        if ran:
-            rate = system.crystal.n_atoms * ran / elapsed
-            print(f"{name}: {done}/{steps} steps, {rate:.0f} atom·steps/s (compile included)")
-        if done >= steps or (deadline and time.time() > deadline):
-            break
+                  trajectory=trajectory, restart=restart, progress=True,
+                  time_limit_s=60 * budget_minutes if budget_minutes else None)  # fmt: skip
+    before = md.restart_steps(restart)
+    started = time.perf_counter()
+    if part == "nve":
+        # From the minimum, equipartition halves the kinetic energy: start at 2T.
+        result = md.run_nve(system, steps=steps, **(common | {"temperature_K": 600.0}))
+    elif part == "nvt":
+        result = md.run_nvt(system, steps=steps, tau_fs=100.0, **common)
+    else:
+        result = md.run_npt(system, steps=steps, pressure_GPa=PRESSURE_GPA, tau_T_fs=100.0,
+                            tau_P_fs=1000.0, **common)  # fmt: skip
+    elapsed, done = time.perf_counter() - started, result.steps
+    if done > before:
+        rate = system.crystal.n_atoms * (done - before) / elapsed
+        print(f"{name}: {done}/{steps} steps, {rate:.0f} atom·steps/s (compile included)")
     payload = {
         "part": part,
         "potential": str(potential),
@@ -220,14 +214,13 @@ def main():
     parser.add_argument("--part", choices=tuple(PARTS))
     parser.add_argument("--potential", default=str(STUDENT))
     parser.add_argument("--ps", type=float, default=None, help="simulated time (default: part's)")
-    parser.add_argument("--chunk-ps", type=float, default=1.0, help="ps between budget checks")
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args()
     if args.summarize:
         summarize()
     elif args.part:
-        run(args.part, args.potential, args.ps, args.budget_minutes, args.chunk_ps)
+        run(args.part, args.potential, args.ps, args.budget_minutes)
     else:
         parser.error("give --part or --summarize")
 

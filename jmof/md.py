@@ -38,6 +38,7 @@ import dataclasses
 import math
 import os
 import warnings
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -60,6 +61,7 @@ __all__ = [
     "run_npt",
     "run_nve",
     "run_nvt",
+    "restart_steps",
     "system",
 ]
 
@@ -380,6 +382,7 @@ def _run(
     max_force: float = 100.0,
     progress: bool = True,
     restart: str | Path | None = None,
+    time_limit_s: float | None = None,
 ) -> MDResult:
     """Shared loop of the runners.
 
@@ -399,9 +402,14 @@ def _run(
           call, so a call with a larger ``steps`` extends the run, and the trajectory is
           appended to). It is rewritten (atomically) with each trajectory frame and at the
           end, so an interrupted run loses at most ``traj_every`` steps.
+        time_limit_s: wall-clock seconds after which the run stops at the next trajectory
+          frame (and restart checkpoint) even if ``steps`` is not reached; ``result.steps``
+          says how far it got, and the same call with ``restart`` continues it. One call
+          compiles once, so budgeted runs should use this rather than many short calls.
     """
     if steps < 0 or log_every < 1:
         raise ValueError("steps must be >= 0 and log_every >= 1")
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     traj_every = max(log_every, (traj_every or 10 * log_every) // log_every * log_every)
     max_temperature_K = max_temperature_K or max(10.0 * temperature_K, 2000.0)
     path = Path(trajectory) if trajectory is not None else None
@@ -548,16 +556,26 @@ def _run(
             state, nbrs = new_state, new_nbrs
             step += log_every
             record(step, obs)
+            bar.update(task, advance=log_every)
             if step % traj_every == 0:
                 write(step, state, nbrs)
                 checkpoint(step, state, nbrs)
-            bar.update(task, advance=log_every)
+                if deadline is not None and time.monotonic() > deadline:
+                    break
     checkpoint(step, state, nbrs)
     return result(step, state, nbrs)
 
 
 def _is_key(leaf) -> bool:
     return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def restart_steps(path: str | Path | None) -> int:
+    """Steps done by the run whose restart file is ``path`` (0 if there is none yet)."""
+    if path is None or not Path(path).exists():
+        return 0
+    with np.load(path) as data:
+        return int(data["step"])
 
 
 def _save_restart(path: Path, state, step: int, log: dict, reallocations: int, capacity: int):

@@ -170,10 +170,10 @@ def test_a_run_continued_from_its_restart_file_is_the_same_run(x64, params, tmp_
     the continued trajectory file holds every frame once."""
     system = md.system(LJ.apply, params, argon(seed=5), cutoff=CUTOFF, skin=0.5)
 
-    def run(steps, name, restart=None):
+    def run(steps, name, restart=None, **extra):
         path = tmp_path / f"{name}.extxyz"
         kwargs = dict(steps=steps, dt_fs=2.0, temperature_K=40, log_every=10, traj_every=20,
-                      trajectory=path, restart=restart, progress=False)  # fmt: skip
+                      trajectory=path, restart=restart, progress=False, **extra)  # fmt: skip
         if runner == "nve":
             return md.run_nve(system, **kwargs)
         if runner == "langevin":
@@ -182,6 +182,10 @@ def test_a_run_continued_from_its_restart_file_is_the_same_run(x64, params, tmp_
 
     whole = run(80, "whole")
     restart = tmp_path / "run.npz"
+    # A spent time limit stops at the first trajectory frame; a shorter run stops at its end.
+    assert md.restart_steps(restart) == 0
+    assert run(80, "parts", restart, time_limit_s=0.0).steps == 20
+    assert md.restart_steps(restart) == 20
     half = run(40, "parts", restart)
     assert half.steps == 40 and restart.exists()
     continued = run(80, "parts", restart)
