@@ -4,6 +4,7 @@
     python experiments/bench_potential_dynamics.py --part nvt
     python experiments/bench_potential_dynamics.py --part npt
     python experiments/bench_potential_dynamics.py --part npt --potential sevennet-0 --ps 5
+    python experiments/bench_potential_dynamics.py --eos [--potential sevennet-0]
     python experiments/bench_potential_dynamics.py --summarize
 
 MOF: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms), the system-specific student's
@@ -24,6 +25,11 @@ minimum: equipartition gives half of it back to the potential energy, leaving ab
 - ``npt``: Nosé–Hoover NPT at 300 K and 1 bar (τ_T = 100 fs, τ_P = 1 ps, isotropic), 1 fs,
   20 ps. Volume per CoRE unit cell over time, its mean and standard deviation over the second
   half, next to the same run with the teacher (``--potential sevennet-0``, as long as it ran).
+- ``--eos``: the 0 K equation of state that NPT samples around: the relaxed start scaled
+  isotropically (lattice factors 0.97–1.03, the cell shape kept as in the isotropic NPT),
+  positions relaxed at each volume (BFGS to 0.02 eV/Å), energy and pressure −tr(σ)/3. Cheap
+  enough to run with the teacher, so student and teacher volumes compare directly; the NPT
+  panel marks each potential's zero-pressure volume.
 
 Runs keep a ``jmof.md`` restart file under ``experiments/runs/dynamics-<part>-<potential>/``
 (rewritten every 1,000 steps): ``--budget-minutes`` stops at the first checkpoint after the
@@ -170,13 +176,70 @@ def run(part: str, potential: str, ps: float | None, budget_minutes: float | Non
         print(f"{name}: budget reached at {done}/{steps} steps; run the same command to continue")
 
 
+SCALES = (0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03)
+
+
+def eos_fit(rows) -> dict:
+    """Zero-pressure volume (linear interpolation of P(V) between the bracketing points), the
+    minimum of a cubic fit of E(V) as a cross-check (P = −dE/dV), and the bulk modulus
+    V·E''(V) there, in GPa."""
+    from jmof.potential import EV_PER_A3_TO_GPA
+
+    volume = np.array([r["volume_A3"] for r in rows])
+    pressure = np.array([r["pressure_GPa"] for r in rows])
+    energy = np.array([r["energy_eV"] for r in rows])
+    order = np.argsort(volume)
+    fit = np.polynomial.Polynomial.fit(volume, energy, 3)
+    roots = [r.real for r in fit.deriv().roots() if abs(r.imag) < 1e-9]
+    inside = [r for r in roots if volume.min() <= r <= volume.max() and fit.deriv(2)(r) > 0]
+    v_min = float(inside[0]) if inside else None
+    return {
+        "V0_zero_pressure_A3": float(np.interp(0.0, -pressure[order], volume[order])),
+        "V0_energy_minimum_A3": v_min,
+        "B0_GPa": float(v_min * fit.deriv(2)(v_min) * EV_PER_A3_TO_GPA) if inside else None,
+    }
+
+
+def equation_of_state(potential: str) -> None:
+    """Energy and pressure against volume at 0 K (see the module docstring)."""
+    from sevennet_md import relax
+
+    import potentials
+    from jmof.potential import EV_PER_A3_TO_GPA
+    from jmof.structure import Crystal
+
+    model = potentials.load(potential)
+    start = start_structure(model, label_of(potential))
+    rows = []
+    for scale in SCALES:
+        scaled = Crystal(start.species, start.positions * scale, start.cell * scale, start.pbc)
+        atoms, info = relax(scaled, model.calculator(), steps=300)
+        pressure = -float(np.trace(atoms.get_stress(voigt=False))) / 3 * EV_PER_A3_TO_GPA
+        rows.append(dict(scale=scale, volume_A3=float(atoms.get_volume()),
+                         energy_eV=info["energy_eV"], pressure_GPa=pressure,
+                         fmax=info["fmax"], steps=info["steps"]))  # fmt: skip
+        print(f"{label_of(potential)}: scale {scale:.2f}, V {rows[-1]['volume_A3']:.1f} Å³, "
+              f"E {info['energy_eV']:.4f} eV, P {pressure:.3f} GPa, "
+              f"{info['steps']} steps")  # fmt: skip
+    save(
+        f"dynamics_eos_{label_of(potential)}",
+        {
+            "potential": str(potential),
+            "label": label_of(potential),
+            "n_atoms": start.n_atoms,
+            "rows": rows,
+        }
+        | eos_fit(rows),
+    )
+
+
 def summarize() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted(RESULTS.glob("dynamics_*.json"))
+    runs = sorted(p for p in RESULTS.glob("dynamics_*.json") if "_eos_" not in p.name)
     if not runs:
         print("no dynamics results yet")
         return
@@ -196,6 +259,14 @@ def summarize() -> None:
         else:
             cells = int(np.prod(data["repeats"]))
             axes[2].plot(t_ps, np.asarray(log["volume_A3"]) / cells, lw=0.8, label=label)
+    for k, path in enumerate(sorted(RESULTS.glob("dynamics_eos_*.json"))):
+        data = json.loads(path.read_text())
+        fit = eos_fit(data["rows"])
+        print(f"eos  {data['label']:12s} V0 (P = 0) {fit['V0_zero_pressure_A3']:.1f} Å³ per "
+              f"CoRE cell, E(V) minimum {fit['V0_energy_minimum_A3']:.1f} Å³, "
+              f"B0 {fit['B0_GPa']:.1f} GPa")  # fmt: skip
+        axes[2].axhline(fit["V0_zero_pressure_A3"], color=f"C{k + 3}", ls="--", lw=0.8,
+                        label=f"{data['label']}, 0 K, P = 0")  # fmt: skip
     axes[0].set(xlabel="t (ps)", ylabel="E_total - E_0 (meV/atom)", title="NVE, 0.5 fs")
     axes[1].axhline(TEMPERATURE_K, color="k", lw=0.5)
     axes[1].set(xlabel="t (ps)", ylabel="T (K)", title="NVT Nosé–Hoover, 300 K")
@@ -216,9 +287,12 @@ def main():
     parser.add_argument("--ps", type=float, default=None, help="simulated time (default: part's)")
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--eos", action="store_true", help="0 K energy and pressure vs volume")
     args = parser.parse_args()
     if args.summarize:
         summarize()
+    elif args.eos:
+        equation_of_state(args.potential)
     elif args.part:
         run(args.part, args.potential, args.ps, args.budget_minutes)
     else:

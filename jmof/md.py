@@ -37,8 +37,8 @@ import contextlib
 import dataclasses
 import math
 import os
-import warnings
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
