@@ -3,7 +3,7 @@
     python experiments/bench_potential_accuracy.py --set mil53 --model nequip [--budget-steps N]
     python experiments/bench_potential_accuracy.py --set general --model nequip
     python experiments/bench_potential_accuracy.py --set mil53-md --teacher sevennet-0-jax \
-        --channels 32 --l-max 2 --layers 3        # a larger student: run nequip-c32-l2-n3
+        --channels 32 --l-max 2 --layers 2        # a larger student: run nequip-c32-l2-n2
 
 ``mil53`` (system-specific student): ``experiments/data/mil53-sevennet-0.extxyz`` (built by
 ``build_potential_data.py --set mil53``), split by frame, test on held-out frames (MD
