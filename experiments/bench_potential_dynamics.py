@@ -262,9 +262,10 @@ def summarize() -> None:
     for k, path in enumerate(sorted(RESULTS.glob("dynamics_eos_*.json"))):
         data = json.loads(path.read_text())
         fit = eos_fit(data["rows"])
+        v_min, bulk = fit["V0_energy_minimum_A3"], fit["B0_GPa"]
+        minimum = f"{v_min:.1f} Å³, B0 {bulk:.1f} GPa" if v_min else "outside the scan"
         print(f"eos  {data['label']:12s} V0 (P = 0) {fit['V0_zero_pressure_A3']:.1f} Å³ per "
-              f"CoRE cell, E(V) minimum {fit['V0_energy_minimum_A3']:.1f} Å³, "
-              f"B0 {fit['B0_GPa']:.1f} GPa")  # fmt: skip
+              f"CoRE cell, E(V) minimum {minimum}")  # fmt: skip
         axes[2].axhline(fit["V0_zero_pressure_A3"], color=f"C{k + 3}", ls="--", lw=0.8,
                         label=f"{data['label']}, 0 K, P = 0")  # fmt: skip
     axes[0].set(xlabel="t (ps)", ylabel="E_total - E_0 (meV/atom)", title="NVE, 0.5 fs")
