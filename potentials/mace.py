@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import e3nn_jax as e3nn
 import flax.linen as nn
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmof.graph import Graph
+from potentials.convolution import edge_convolution, edge_convolution_irreps
 from potentials.nequip import (
     check_species,
     edge_geometry,
@@ -125,8 +127,68 @@ def _product_bases(l_max: int, correlation: int, keep: str) -> list:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _MonomialPlan:
+    """The product bases rewritten on distinct monomials of one channel of A.
+
+    ``Σ_{i1..iν} U[i1..iν, k, m] a_i1 ⋯ a_iν`` only depends on the symmetric part of U, so it
+    equals ``Σ_t Ũ[t, k, m] Π_{i∈t} a_i`` over sorted index tuples t (816 instead of 4,096 terms
+    for ν = 3, D = 16), with Ũ[t] the sum of U over the distinct permutations of t. All ν and
+    all kept irreps then become one matrix product ``P @ Ũ``.
+
+    Attributes:
+        steps: per ν ≥ 2, (prev, last) [M_ν] int arrays: monomial t of degree ν is monomial
+          ``prev`` of degree ν−1 times ``a[last]``.
+        matrix: [M, K] with M = Σ_ν M_ν monomials and K = Σ_(irrep, ν) k·(2l+1) columns.
+        blocks: (irrep, ν, k, first column) per block of K.
+    """
+
+    steps: tuple
+    matrix: np.ndarray
+    blocks: tuple
+
+
+@functools.cache
+def _monomial_plan(l_max: int, correlation: int, keep: str) -> _MonomialPlan:
+    dim = _natural(l_max).dim
+    bases = _product_bases(l_max, correlation, keep)
+    tuples = [[(i,) for i in range(dim)]]
+    steps = []
+    for _ in range(2, correlation + 1):
+        position = {t: j for j, t in enumerate(tuples[-1])}
+        grown = [t + (i,) for t in tuples[-1] for i in range(t[-1], dim)]
+        steps.append(
+            (
+                np.array([position[t[:-1]] for t in grown], np.int32),
+                np.array([t[-1] for t in grown], np.int32),
+            )
+        )
+        tuples.append(grown)
+    offsets = np.cumsum([0] + [len(t) for t in tuples])
+    blocks, columns = [], []
+    n_col = 0
+    for ir in e3nn.Irreps(keep):
+        for nu, per_irrep in enumerate(bases, start=1):
+            basis = per_irrep.get(str(ir.ir))
+            if basis is None:
+                continue
+            k, m = basis.shape[-2:]
+            block = np.zeros((offsets[-1], k * m))
+            for row, t in enumerate(tuples[nu - 1]):
+                for perm in set(itertools.permutations(t)):
+                    block[offsets[nu - 1] + row] += basis[perm].reshape(k * m)
+            blocks.append((str(ir.ir), nu, k, n_col))
+            columns.append(block)
+            n_col += k * m
+    return _MonomialPlan(tuple(steps), np.concatenate(columns, axis=1), tuple(blocks))
+
+
 class _SymmetricContraction(nn.Module):
-    """B[n, c] = Σ_ν Σ_k W_ν[species_n, k, c] U_νk(A[n, c], …, A[n, c]), per kept irrep."""
+    """B[n, c] = Σ_ν Σ_k W_ν[species_n, k, c] U_νk(A[n, c], …, A[n, c]), per kept irrep.
+
+    Evaluated on the distinct monomials of A[n, c] (:class:`_MonomialPlan`): one [K, M] ×
+    [M, N·C] matrix product for every ν and irrep, then the species-indexed weights.
+    """
 
     l_max: int
     correlation: int
@@ -137,28 +199,31 @@ class _SymmetricContraction(nn.Module):
     def __call__(self, a: jax.Array, species: jax.Array) -> e3nn.IrrepsArray:
         # a: [N, C, D] one channel per row, irreps 0e+1o+… along the last axis
         n_node, channels, _ = a.shape
-        bases = _product_bases(self.l_max, self.correlation, self.keep)
-        letters = "abdefg"[: self.correlation]  # D indices (k: couplings, m: irrep)
-        chunks = []
-        for ir in e3nn.Irreps(self.keep):
-            total = jnp.zeros((n_node, channels, ir.ir.dim), a.dtype)
-            for nu, per_irrep in enumerate(bases, start=1):
-                basis = per_irrep.get(str(ir.ir))
-                if basis is None:
-                    continue
-                k = basis.shape[-2]
-                weight = self.param(
-                    f"w{nu}_{ir.ir}",
-                    nn.initializers.normal(1.0 / np.sqrt(k)),
-                    (self.n_species, k, channels),
-                    a.dtype,
-                )[species]  # [N, k, C]
-                idx = letters[:nu]
-                operands = [jnp.asarray(basis, a.dtype)] + [a] * nu + [weight]
-                spec = f"{idx}km," + ",".join(f"nc{x}" for x in idx) + ",nkc->ncm"
-                total = total + jnp.einsum(spec, *operands, optimize="greedy")
-            chunks.append(total)  # [N, C, 2l+1]
-        irreps = e3nn.Irreps([(channels, ir.ir) for ir in e3nn.Irreps(self.keep)])
+        plan = _monomial_plan(self.l_max, self.correlation, self.keep)
+        # Monomials along the leading axis, so that building them moves whole rows of N·C.
+        rows = jnp.moveaxis(a, -1, 0).reshape(a.shape[-1], n_node * channels)  # [D, N·C]
+        monomials = [rows]
+        for prev, last in plan.steps:
+            monomials.append(monomials[-1][prev] * rows[last])
+        matrix = jnp.asarray(plan.matrix.T, a.dtype)  # [K, M]
+        q = (matrix @ jnp.concatenate(monomials, axis=0)).reshape(-1, n_node, channels)
+        totals = {}
+        for irrep, nu, k, first in plan.blocks:
+            m = e3nn.Irrep(irrep).dim
+            weight = self.param(
+                f"w{nu}_{irrep}",
+                nn.initializers.normal(1.0 / np.sqrt(k)),
+                (self.n_species, k, channels),
+                a.dtype,
+            )[species]  # [N, k, C]
+            part = q[first : first + k * m].reshape(k, m, n_node, channels)
+            term = jnp.einsum("kmnc,nkc->ncm", part, weight)
+            totals[irrep] = totals[irrep] + term if irrep in totals else term
+        kept = e3nn.Irreps(self.keep)
+        chunks = [
+            totals.get(str(ir.ir), jnp.zeros((n_node, channels, ir.ir.dim), a.dtype)) for ir in kept
+        ]
+        irreps = e3nn.Irreps([(channels, ir.ir) for ir in kept])
         return e3nn.from_chunks(irreps, chunks, (n_node,), a.dtype)
 
 
@@ -180,15 +245,14 @@ class _Layer(nn.Module):
             )(species, h)
         up = e3nn.flax.Linear(h.irreps, name="linear_up")(h)
         one = _natural(cfg.l_max)
-        messages = e3nn.tensor_product(up[senders], sh, filter_ir_out=[ir for _, ir in one])
+        keep = [ir for _, ir in one]
         weights = e3nn.flax.MultiLayerPerceptron(
-            cfg.radial_hidden + (messages.irreps.num_irreps,),
+            cfg.radial_hidden + (edge_convolution_irreps(up.irreps, sh.irreps, keep).num_irreps,),
             act=jax.nn.silu,
             output_activation=False,
             name="radial",
         )(radial)
-        messages = messages * weights
-        a = e3nn.scatter_sum(messages, dst=receivers, output_size=h.shape[0])
+        a = edge_convolution(up, sh, weights, senders, receivers, keep)
         a = a / cfg.avg_num_neighbors
         per_channel = e3nn.Irreps([(channels, ir) for _, ir in one])
         a = e3nn.flax.Linear(per_channel, force_irreps_out=True, name="linear_a")(a)

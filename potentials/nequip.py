@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmof.graph import Graph, edge_vectors, safe_norm
+from potentials.convolution import edge_convolution, edge_convolution_irreps
 
 __all__ = [
     "NequIP",
@@ -371,15 +372,14 @@ class _Interaction(nn.Module):
             sc = None
 
         h = e3nn.flax.Linear(h.irreps, name="linear_up")(h)
-        messages = e3nn.tensor_product(h[senders], sh, filter_ir_out=[ir for _, ir in before_gate])
+        keep = [ir for _, ir in before_gate]
         weights = e3nn.flax.MultiLayerPerceptron(
-            self.radial_hidden + (messages.irreps.num_irreps,),
+            self.radial_hidden + (edge_convolution_irreps(h.irreps, sh.irreps, keep).num_irreps,),
             act=jax.nn.silu,
             output_activation=False,
             name="radial",
         )(radial)
-        messages = messages * weights
-        summed = e3nn.scatter_sum(messages, dst=receivers, output_size=h.shape[0])
+        summed = edge_convolution(h, sh, weights, senders, receivers, keep)
         summed = summed / self.avg_num_neighbors
         out = e3nn.flax.Linear(before_gate, name="linear_down", force_irreps_out=True)(summed)
         if sc is not None:

@@ -15,7 +15,7 @@ from jmof.graph import batch, radius_graph
 from jmof.structure import Crystal
 from jmof.testing import assert_potential
 from potentials import Potential
-from potentials.mace import MACEConfig, _product_bases
+from potentials.mace import MACEConfig, _product_bases, _SymmetricContraction
 
 SMALL = MACEConfig(
     elements=(1, 6, 8, 30),
@@ -70,6 +70,32 @@ def test_product_basis_counts_the_known_invariants():
     np.testing.assert_allclose(
         np.einsum("ijk,i,j->k", u, a, a), np.einsum("ijk,i,j->k", u, rotated, rotated), atol=1e-5
     )
+
+
+@pytest.mark.parametrize(("l_max", "correlation", "keep"), [(3, 3, "0e+1o"), (2, 4, "0e+1o+1e")])
+def test_symmetric_contraction_matches_the_dense_generalised_clebsch_gordan_sum(
+    x64, l_max, correlation, keep
+):
+    """B[n, c] = Σ_ν Σ_k W_ν[s_n, k, c] Σ_{i1..iν} U[i1..iν, k, m] A[n,c,i1]⋯A[n,c,iν] summed
+    directly over all index tuples (the definition) against the model's monomial form."""
+    rng = np.random.default_rng(1)
+    n_node, channels, dim = 6, 3, (l_max + 1) ** 2
+    a = jnp.asarray(rng.normal(size=(n_node, channels, dim)))
+    species = jnp.asarray(rng.integers(0, 2, n_node))
+    module = _SymmetricContraction(l_max, correlation, keep, 2)
+    params = module.init(jax.random.key(0), a, species)
+    ours = module.apply(params, a, species)
+    letters = "abdefg"[:correlation]
+    for ir, chunk in zip(e3nn.Irreps(keep), ours.chunks, strict=True):
+        expected = np.zeros((n_node, channels, ir.ir.dim))
+        for nu, per_irrep in enumerate(_product_bases(l_max, correlation, keep), start=1):
+            if str(ir.ir) not in per_irrep:
+                continue
+            w = np.asarray(params["params"][f"w{nu}_{ir.ir}"])[np.asarray(species)]
+            idx = letters[:nu]
+            spec = f"{idx}km," + ",".join(f"nc{x}" for x in idx) + ",nkc->ncm"
+            expected += np.einsum(spec, per_irrep[str(ir.ir)], *[np.asarray(a)] * nu, w)
+        np.testing.assert_allclose(chunk, expected, rtol=1e-11, atol=1e-11)
 
 
 @pytest.mark.slow
