@@ -156,7 +156,7 @@ def edge_convolution(
     plan = _plan(
         str(x.irreps), str(sh.irreps), _key(filter_ir_out), e3nn.config("irrep_normalization")
     )
-    n_node = x.shape[0]
+    n_node, n_edge = x.shape[0], sh.shape[0]
     dtype = x.dtype
     if weights.shape[-1] != plan.irreps_out.num_irreps:
         raise ValueError(
@@ -173,9 +173,14 @@ def edge_convolution(
             -1, d1, width
         )  # [E, 2l1+1, Σ(2l3+1)]
         out = jnp.einsum("ead,eac->edc", kernel, xg)  # [E, Σ(2l3+1), mul]
-        for row, d3, column in group.blocks:
-            w = weights[:, column : column + group.mul]
-            pieces.append((out[:, row : row + d3] * w[:, None, :]).reshape(-1, d3 * group.mul))
+        scale = jnp.concatenate(
+            [
+                jnp.broadcast_to(weights[:, None, c : c + group.mul], (n_edge, d3, group.mul))
+                for _, d3, c in group.blocks
+            ],
+            axis=1,
+        )  # each path's radial weights repeated over its 2l3+1 rows
+        pieces.append((out * scale).reshape(n_edge, width * group.mul))
     summed = jax.ops.segment_sum(jnp.concatenate(pieces, axis=1), receivers, n_node)  # [N, F]
     chunks = []
     for first, d3, mul in plan.unpack:
