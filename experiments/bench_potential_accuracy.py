@@ -37,9 +37,11 @@ def student(
     channels: int | None = None,
     l_max: int | None = None,
     layers: int | None = None,
+    correlation: int | None = None,
 ):
-    """The student configs; ``channels``, ``l_max`` and ``layers`` override the defaults
-    (NequIP 16 channels, l_max 1; MACE 8 channels, l_max 2; both 2 layers)."""
+    """The student configs; ``channels``, ``l_max``, ``layers`` and (MACE) ``correlation``
+    override the defaults (NequIP 16 channels, l_max 1; MACE 8 channels, l_max 2, ν = 2; both
+    2 layers)."""
     from potentials import MACEConfig, NequIPConfig
 
     if model == "nequip":
@@ -57,15 +59,15 @@ def student(
         channels=channels or 8,
         l_max=l_max or 2,
         hidden_l=1,
-        correlation=2,
+        correlation=correlation or 2,
         radial_hidden=(32, 32),
     )
 
 
-def variant_name(model: str, channels=None, l_max=None, layers=None) -> str:
-    """``nequip``, or with the overridden sizes: ``nequip-c32-l2-n3``."""
+def variant_name(model: str, channels=None, l_max=None, layers=None, correlation=None) -> str:
+    """``nequip``, or with the overridden sizes: ``nequip-c32-l2-n3``, ``mace-c16-nu3``."""
     parts = [model]
-    for prefix, value in (("c", channels), ("l", l_max), ("n", layers)):
+    for prefix, value in (("c", channels), ("l", l_max), ("n", layers), ("nu", correlation)):
         if value:
             parts.append(f"{prefix}{value}")
     return "-".join(parts)
@@ -96,6 +98,7 @@ def main():
     parser.add_argument("--channels", type=int, default=None, help="student width (run -c<N>)")
     parser.add_argument("--l-max", type=int, default=None, help="student l_max (run -l<L>)")
     parser.add_argument("--layers", type=int, default=None, help="interaction blocks (run -n<N>)")
+    parser.add_argument("--correlation", type=int, default=None, help="MACE ν (run -nu<N>)")
     args = parser.parse_args()
 
     import numpy as np
@@ -105,9 +108,11 @@ def main():
 
     dataset = read_extxyz(DATA / f"{args.set}-{args.teacher}.extxyz")
     elements = tuple(sorted({int(z) for c in dataset.crystals for z in np.unique(c.species)}))
-    config = student(args.model, elements, args.channels, args.l_max, args.layers)
+    if args.correlation and args.model != "mace":
+        parser.error("--correlation is a MACE setting")
+    config = student(args.model, elements, args.channels, args.l_max, args.layers, args.correlation)
     group = {"general": by_structure, "mil53-md": by_window}.get(args.set)
-    variant = variant_name(args.model, args.channels, args.l_max, args.layers)
+    variant = variant_name(args.model, args.channels, args.l_max, args.layers, args.correlation)
     name = f"potential-{args.set}-{variant}"
     result = distill(
         dataset,
