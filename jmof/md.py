@@ -495,9 +495,10 @@ def _run(
         data = {k: np.asarray(v) for k, v in frame_data(state, nbrs).items()}
         _write_frame(path, crystal, data, step, step * dt_fs)
 
-    def checkpoint(step, state, nbrs):
+    def checkpoint(step, state, nbrs) -> int:
         if restart is not None:
             _save_restart(restart, state, step, log, reallocations, int(nbrs.idx.shape[-1]))
+        return step
 
     if resuming:
         state, step, loaded, reallocations, capacity = _load_restart(restart, state)
@@ -510,12 +511,13 @@ def _run(
         )
         if path is not None:
             _truncate_trajectory(path, step)
+        saved = step
     else:
         obs = observe(state, nbrs)
         record(0, obs)
         write(0, state, nbrs)
         step = 0
-        checkpoint(step, state, nbrs)
+        saved = checkpoint(step, state, nbrs)
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("md", total=steps, completed=min(step, steps))
         while step < steps:
@@ -559,10 +561,11 @@ def _run(
             bar.update(task, advance=log_every)
             if step % traj_every == 0:
                 write(step, state, nbrs)
-                checkpoint(step, state, nbrs)
+                saved = checkpoint(step, state, nbrs)
                 if deadline is not None and time.monotonic() > deadline:
                     break
-    checkpoint(step, state, nbrs)
+    if saved != step:  # a run that ends on a trajectory frame has just been saved
+        checkpoint(step, state, nbrs)
     return result(step, state, nbrs)
 
 
