@@ -137,6 +137,14 @@ def main():
     if md_frames:
         test_md = evaluate(result.config, result.params, test_set.take(md_frames))
         test_md.pop("predictions")
+    # And by kind of configuration (md-300K, md-600K, rattle, ...).
+    kinds = {}
+    for k, n in enumerate(test_set.names):
+        kinds.setdefault(n.split("/")[1] if n.count("/") == 2 else "other", []).append(k)
+    test_by_kind = {}
+    for kind, frames in sorted(kinds.items()):
+        test_by_kind[kind] = evaluate(result.config, result.params, test_set.take(frames))
+        test_by_kind[kind].pop("predictions")
     n_params = sum(int(np.size(x)) for x in __import__("jax").tree.leaves(result.params))
     save(
         f"potential_accuracy_{args.set}_{variant}",
@@ -150,6 +158,7 @@ def main():
             "epochs_trained": len(result.metrics["history"]),
             "test": test,
             "test_md_snapshots": test_md,
+            "test_by_kind": test_by_kind,
         },
     )
     print(f"{name}: {n_params} parameters, test {test}, MD snapshots {test_md}")
