@@ -101,6 +101,8 @@ def _plan(
                     cg = cg * np.sqrt(ir3.dim)
                 elif norm == "norm":
                     cg = cg * np.sqrt(ir1.dim * ir2.dim)
+                elif norm != "none":
+                    raise ValueError(f"irrep_normalization {norm!r} is not supported")
                 paths.append((g, (s2.start, s2.stop), cg, ir3, mul))
     outs = e3nn.Irreps([(mul, ir3) for *_, ir3, mul in paths])
     order = outs.sort().inv  # sorted[i] = original[inv[i]], stable
