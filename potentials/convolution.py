@@ -18,7 +18,7 @@ regrouped output irrep by irrep, which on a CPU costs far more in memory traffic
 arithmetic. Here the Clebsch–Gordan tensors of all paths leaving one input irrep are first
 contracted with the harmonics (one ``[E, D_sh] × [D_sh, (2l₁+1)·Σ(2l₃+1)]`` product), then
 applied to the channel-minor features ``[E, 2l₁+1, C]`` by one small batched product; the
-radial weights scale each path's block, the edges are summed once for all paths, and only the
+radial weights scale each path's block, the edges are summed once per input irrep, and only the
 ``[N, …]`` result is put back into e3nn's ``[mul, 2l+1]`` layout. See BENCHMARKS.md for what
 this gains on the CPU.
 """
@@ -182,8 +182,9 @@ def edge_convolution(
             ],
             axis=1,
         )  # each path's radial weights repeated over its 2l3+1 rows
-        pieces.append((out * scale).reshape(n_edge, width * group.mul))
-    summed = jax.ops.segment_sum(jnp.concatenate(pieces, axis=1), receivers, n_node)  # [N, F]
+        messages = (out * scale).reshape(n_edge, width * group.mul)
+        pieces.append(jax.ops.segment_sum(messages, receivers, n_node))
+    summed = jnp.concatenate(pieces, axis=1)  # [N, F]
     chunks = []
     for first, d3, mul in plan.unpack:
         block = summed[:, first : first + d3 * mul].reshape(n_node, d3, mul)
