@@ -169,7 +169,7 @@ def md_throughput(peer_calc, config, crystal, steps: int) -> dict:
     model = config.build()
     graph = jax.tree.map(jnp.asarray, batch([radius_graph(crystal, config.cutoff)]))
     params = jax.jit(model.init)(jax.random.key(0), graph)
-    system = md.system(model.apply, params, crystal, cutoff=config.cutoff, skin=1.0)
+    system = md.system(model.apply, params, crystal, cutoff=config.cutoff)
     md.run_nve(system, steps=50, dt_fs=0.5, temperature_K=300, log_every=50, progress=False)
     start = time.perf_counter()
     md.run_nve(system, steps=steps, dt_fs=0.5, temperature_K=300, log_every=50, progress=False)

@@ -186,7 +186,7 @@ def system(
     crystal: Crystal,
     *,
     cutoff: float,
-    skin: float = 1.0,
+    skin: float = 0.5,
     capacity_multiplier: float = 1.25,
     dtype=None,
 ) -> System:
@@ -197,7 +197,10 @@ def system(
         crystal: periodic in all three directions.
         cutoff: Å, the potential's graph cutoff.
         skin: Å, extra radius of the neighbour list; it is rebuilt once an atom has moved
-          ``skin / 2``.
+          ``skin / 2``. The model evaluates every listed pair (those beyond ``cutoff`` are
+          masked), so a thin skin is fast: at 5 Å, 1 Å of skin lists 1.7× the pairs within
+          the cutoff and 0.5 Å 1.3×, while rebuilds (a few per thousand steps at 300 K) stay
+          cheap.
         capacity_multiplier: spare room of the neighbour list (it grows when exceeded).
         dtype: of positions and box; default float64 if enabled, else float32.
     """

@@ -72,7 +72,9 @@ def test_product_basis_counts_the_known_invariants():
     )
 
 
-@pytest.mark.parametrize(("l_max", "correlation", "keep"), [(3, 3, "0e+1o"), (2, 4, "0e+1o+1e")])
+@pytest.mark.parametrize(
+    ("l_max", "correlation", "keep"), [(3, 3, "0e+1o"), (3, 3, "0e"), (2, 4, "0e+1o+1e")]
+)
 def test_symmetric_contraction_matches_the_dense_generalised_clebsch_gordan_sum(
     x64, l_max, correlation, keep
 ):
