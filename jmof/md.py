@@ -199,8 +199,8 @@ def system(
         skin: Å, extra radius of the neighbour list; it is rebuilt once an atom has moved
           ``skin / 2``. The model evaluates every listed pair (those beyond ``cutoff`` are
           masked), so a thin skin is fast: at 5 Å, 1 Å of skin lists 1.7× the pairs within
-          the cutoff and 0.5 Å 1.3×, while rebuilds (a few per thousand steps at 300 K) stay
-          cheap.
+          the cutoff and 0.5 Å 1.3×, while the more frequent rebuilds stay cheap (a pair
+          search inside the compiled step, run only when an atom has moved far enough).
         capacity_multiplier: spare room of the neighbour list (it grows when exceeded).
         dtype: of positions and box; default float64 if enabled, else float32.
     """
