@@ -383,7 +383,7 @@ def summarize() -> None:
     for ax in axes:
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.suptitle("MIL-53(Al), 304 atoms, jmof.md")
+    fig.suptitle('MIL-53(Al): jmof.md on 304 atoms; "-ase" runs: ASE on the 152-atom cell')
     fig.tight_layout()
     fig.savefig(RESULTS / "dynamics.png", dpi=120)
     print(f"wrote {RESULTS / 'dynamics.png'}")
