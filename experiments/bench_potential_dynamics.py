@@ -131,6 +131,24 @@ def summary(part: str, log: dict, n_atoms: int, repeats) -> dict:
     return out
 
 
+def save_result(part, potential, label, dtype, dt, done, steps, repeats, n_atoms, log, **extra):
+    """``experiments/results/dynamics_<part>_<label>.json``: the run's settings, summary and log."""
+    payload = {
+        "part": part,
+        "potential": str(potential),
+        "label": label,
+        **extra,
+        "dtype": dtype,
+        "dt_fs": dt,
+        "steps_done": done,
+        "steps_target": steps,
+        "repeats": list(repeats),
+        "summary": summary(part, log, n_atoms, repeats),
+        "log": {k: np.asarray(v).tolist() for k, v in log.items()},
+    }
+    save(f"dynamics_{part}_{label}", payload)
+
+
 def run(part: str, potential: str, ps: float | None, budget_minutes: float | None):
     import jax
 
@@ -168,19 +186,8 @@ def run(part: str, potential: str, ps: float | None, budget_minutes: float | Non
     if done > before:
         rate = system.crystal.n_atoms * (done - before) / elapsed
         print(f"{name}: {done}/{steps} steps, {rate:.0f} atom·steps/s (compile included)")
-    payload = {
-        "part": part,
-        "potential": str(potential),
-        "label": label_of(potential),
-        "dtype": model.config.dtype,
-        "dt_fs": dt,
-        "steps_done": done,
-        "steps_target": steps,
-        "repeats": list(system.repeats),
-        "summary": summary(part, result.log, system.crystal.n_atoms, system.repeats),
-        "log": {k: np.asarray(v).tolist() for k, v in result.log.items()},
-    }
-    save(f"dynamics_{part}_{label_of(potential)}", payload)
+    save_result(part, potential, label_of(potential), model.config.dtype, dt, done, steps,
+                system.repeats, system.crystal.n_atoms, result.log)  # fmt: skip
     if done < steps:
         print(f"{name}: budget reached at {done}/{steps} steps; run the same command to continue")
 
@@ -266,20 +273,8 @@ def run_ase_npt(potential: str, ps: float | None, budget_minutes: float | None) 
                     break
     rate = crystal.n_atoms * (step - done) / (time.perf_counter() - started)
     print(f"dynamics-npt-{label}: {step}/{steps} steps, {rate:.1f} atom·steps/s")
-    payload = {
-        "part": "npt",
-        "potential": str(potential),
-        "label": label,
-        "engine": "ase IsotropicMTKNPT",
-        "dtype": model.config.dtype,
-        "dt_fs": dt,
-        "steps_done": step,
-        "steps_target": steps,
-        "repeats": [1, 1, 1],
-        "summary": summary("npt", log, crystal.n_atoms, (1, 1, 1)),
-        "log": log,
-    }
-    save(f"dynamics_npt_{label}", payload)
+    save_result("npt", potential, label, model.config.dtype, dt, step, steps, (1, 1, 1),
+                crystal.n_atoms, log, engine="ase IsotropicMTKNPT")  # fmt: skip
     if step < steps:
         print(f"budget reached at {step}/{steps} steps; run the same command to continue")
 
