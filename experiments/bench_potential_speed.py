@@ -234,10 +234,11 @@ def main():
 
         torch.set_num_threads(os.cpu_count())
         peers["SevenNet-0 (torch)"] = calculator("sevennet-0")
-        peers["CHGNet (torch)"] = calculator("chgnet")
-        mace = mace_torch_calculator(elements, "/tmp/jmof_bench_mace.model")
-        if mace is not None:
-            peers["mace-torch"] = mace
+        if not args.md_only:  # the MD part only runs SevenNet-0
+            peers["CHGNet (torch)"] = calculator("chgnet")
+            mace = mace_torch_calculator(elements, "/tmp/jmof_bench_mace.model")
+            if mace is not None:
+                peers["mace-torch"] = mace
     jmof_models = {
         "jmof NequIP, SevenNet-0 size": sevennet_like,
         "jmof MACE, mace-torch size": mace_like,
