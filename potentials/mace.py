@@ -202,10 +202,10 @@ def _monomial_plan(l_max: int, correlation: int, keep: str) -> _MonomialPlan:
             if basis is None:
                 continue
             k, m = basis.shape[-2:]
+            tolerance = 1e-12 * max(np.abs(basis).max(), 1.0)  # round-off of cancelling terms
             for t in _sorted_tuples(dim, nu):
                 row = sum(basis[perm] for perm in set(itertools.permutations(t))).reshape(k * m)
-                scale = max(np.abs(basis).max(), 1.0)
-                for j in np.flatnonzero(np.abs(row) > 1e-12 * scale):
+                for j in np.flatnonzero(np.abs(row) > tolerance):
                     coefficients[nu - 1][t][n_col + int(j)] = float(row[j])
             blocks.append((str(ir.ir), nu, k, n_col))
             n_col += k * m
