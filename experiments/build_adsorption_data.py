@@ -11,7 +11,8 @@ histogram (1 kJ/mol bins from -20 to 0 kJ/mol, fractions of the random insertion
 estimate of the grid histogram of Bucior et al.). The average Boltzmann factor is ⟨W⟩ of CH4.
 
 Rows are appended to ``$JMOF_CACHE/adsorption/2019-ASR.csv`` (resumable: the same command
-continues) and copied to ``experiments/results/coremof_adsorption.csv`` after each chunk. Each
+continues; on a machine without that cache it starts from the committed rows) and copied to
+``experiments/results/coremof_adsorption.csv`` after each chunk. Each
 call appends its throughput (structures, wall time, structures/min), its CPU time (about twice
 the wall time when it had both cores; less when it shared them) and peak resident memory to
 ``experiments/results/adsorption_build.jsonl``.
@@ -26,6 +27,7 @@ import json
 import resource
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import RESULTS
@@ -64,6 +66,29 @@ def label(crystal, n_insertions: int, key) -> dict:
     return row
 
 
+def _complete_rows(path: Path) -> list[dict]:
+    """The rows of a label CSV that were written whole (a run killed mid-write leaves a
+    truncated last row, without its ``seconds``); [] if the file does not exist."""
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [r for r in csv.DictReader(f) if r.get("seconds") not in (None, "")]
+
+
+def _merge_rows(cache: Path, committed: Path) -> set[str]:
+    """Rewrite the cache CSV as its complete rows plus the committed rows it lacks, so that a
+    fresh machine (no cache) continues from the committed file instead of starting over and
+    then overwriting it. Returns the names done."""
+    rows = _complete_rows(cache)
+    names = {r["name"] for r in rows}
+    rows += [r for r in _complete_rows(committed) if r["name"] not in names]
+    with open(cache, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns())
+        writer.writeheader()
+        writer.writerows(rows)
+    return {r["name"] for r in rows}
+
+
 def main():
     import jax
 
@@ -78,18 +103,7 @@ def main():
 
     out = cache_root() / "adsorption" / "2019-ASR.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        # A run killed mid-write leaves a truncated last row: keep complete rows only.
-        with open(out) as f:
-            rows = list(csv.DictReader(f))
-        complete = [r for r in rows if r.get("seconds") not in (None, "")]
-        if len(complete) != len(rows):
-            with open(out, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns())
-                writer.writeheader()
-                writer.writerows(complete)
-        done = {r["name"] for r in complete}
+    done = _merge_rows(out, RESULTS / "coremof_adsorption.csv")
     dataset = coremof.load("2019-ASR", progress=False)
     order = sorted(range(len(dataset.names)),
                    key=lambda k: hashlib.sha256(dataset.names[k].encode()).hexdigest())  # fmt: skip
@@ -97,11 +111,8 @@ def main():
     print(f"{len(done)} done, {len(todo)} to go", flush=True)
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     started, n_new = time.time(), 0
-    new_file = not out.exists()
     with open(out, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns())
-        if new_file:
-            writer.writeheader()
         for n, k in enumerate(todo):
             if deadline and time.time() > deadline:
                 print("budget reached; run the same command to continue")
