@@ -11,7 +11,9 @@ snapshots, rattled and strained cells of the same MOF), reported for all test fr
 the test frames that are MD snapshots. ``mil53-md`` (``--teacher sevennet-0-jax``): the larger
 set of mostly MD snapshots, split by 50-step (250 fs) windows of each trajectory, so test
 snapshots are not interleaved with training ones. ``general``: many CoRE MOFs, split by
-structure, so the test MOFs were never seen in training.
+structure, so the test MOFs were never seen in training; reported for all test MOFs and for
+those made only of elements the training MOFs hold (``test_seen_elements``), and by how
+many training MOFs hold the test MOF's rarest element (``test_by_rarest_element_groups``).
 
 Students: ``nequip`` (2 layers, 16 channels, l_max 1, 5 Å) and ``mace`` (2 layers, 8 channels,
 l_max 2, L = 1, correlation 2). Training runs in resumable chunks under
@@ -137,6 +139,32 @@ def main():
     if md_frames:
         test_md = evaluate(result.config, result.params, test_set.take(md_frames))
         test_md.pop("predictions")
+    # The test MOFs made only of elements the training set holds (the shifts and embeddings
+    # of an element seen only in test are untrained; the general set has elements in one MOF).
+    train_set = dataset.split(group=group)["train"]
+    seen = {int(z) for c in train_set.crystals for z in np.unique(c.species)}
+    seen_frames = [k for k, c in enumerate(test_set.crystals) if set(map(int, c.species)) <= seen]
+    test_seen = None
+    if seen_frames and len(seen_frames) < len(test_set):
+        test_seen = evaluate(result.config, result.params, test_set.take(seen_frames))
+        test_seen.pop("predictions")
+        test_seen["n_frames"] = len(seen_frames)
+    # By how many training groups (MOFs, for the general set) hold the test frame's rarest
+    # element: what data a general student lacks.
+    holders: dict[int, set] = {}
+    for n, c in zip(train_set.names, train_set.crystals, strict=True):
+        for z in np.unique(c.species):
+            holders.setdefault(int(z), set()).add(group(n) if group else n)
+    buckets = {}
+    for k, c in enumerate(test_set.crystals):
+        rarest = min(len(holders.get(int(z), ())) for z in np.unique(c.species))
+        edges = ((20, "20+"), (5, "5-19"), (1, "1-4"), (0, "0"))
+        label = next(b for lo, b in edges if rarest >= lo)
+        buckets.setdefault(label, []).append(k)
+    test_by_rarest = {}
+    for label, frames in sorted(buckets.items()):
+        test_by_rarest[label] = evaluate(result.config, result.params, test_set.take(frames))
+        test_by_rarest[label].pop("predictions")
     # And by kind of configuration (md-300K, md-600K, rattle, ...).
     kinds = {}
     for k, n in enumerate(test_set.names):
@@ -158,10 +186,14 @@ def main():
             "epochs_trained": len(result.metrics["history"]),
             "test": test,
             "test_md_snapshots": test_md,
+            "test_seen_elements": test_seen,
+            "test_by_rarest_element_groups": test_by_rarest,
             "test_by_kind": test_by_kind,
         },
     )
     print(f"{name}: {n_params} parameters, test {test}, MD snapshots {test_md}")
+    if test_seen is not None:
+        print(f"test MOFs with elements seen in training ({len(seen_frames)} frames): {test_seen}")
 
 
 if __name__ == "__main__":

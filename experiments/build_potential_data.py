@@ -14,9 +14,12 @@ breathing involves) copies, and snapshots of SevenNet-0 Langevin MD at 300 K and
 the teacher at fixed cell (BFGS to 0.1 eV/Å, at most 100 steps; the relaxed structures are
 kept in ``experiments/data/general-starts-<teacher>.extxyz``, committed as the build goes, so a
 fresh machine continues where the last stopped), then as itself, two
-rattles (σ = 0.01, 0.03 Å) and two strains (±2 %). (Unrelaxed CoRE structures with rattles of
-0.05–0.1 Å, the first recipe, gave a median largest force of 8 eV/Å on the start frames and
-28 eV/Å on the rattles: nothing a simulation visits.)
+rattles (σ = 0.01, 0.03 Å) and two strains (±2 %). A MOF whose relaxation brought two
+atoms closer than 0.6 Å is left out: the teacher collapsed it (LOSYAV: the CoRE file holds H2
+pairs at 0.74 Å that SevenNet-0 pulls together, ending at -4,900 eV/atom and 4e6 eV/Å).
+(Unrelaxed CoRE structures with rattles of 0.05–0.1 Å, the first recipe, gave a median
+largest force of 8 eV/Å on the start frames and 28 eV/Å on the rattles: nothing a simulation
+visits.)
 
 Labels come from SevenNet-0 by default (``--teacher chgnet`` for CHGNet, ``--teacher
 sevennet-0-jax`` for SevenNet-0 converted to jmof: no torch needed) and are cached per
@@ -103,6 +106,17 @@ def relaxed_starts(names, crystals, teacher: str) -> list:
     return [done[n] for n in names]
 
 
+MIN_PAIR_A = 0.6  # Å; H2 is 0.74 Å, the shortest bond there is
+
+
+def closest_pair(crystal) -> float:
+    """The smallest interatomic distance of a crystal (Å), periodic images included."""
+    from ase.neighborlist import neighbor_list
+
+    distances = neighbor_list("d", crystal.to_ase(), 1.0)
+    return float(distances.min()) if len(distances) else float("inf")
+
+
 def general_configurations(n: int, teacher: str) -> list:
     from jmof.data import coremof
     from potentials import teachers
@@ -112,6 +126,10 @@ def general_configurations(n: int, teacher: str) -> list:
     starts = relaxed_starts(dataset.names, dataset.crystals, teacher)
     configs = []
     for k, (name, start) in enumerate(zip(dataset.names, starts, strict=True)):
+        closest = closest_pair(start)
+        if closest < MIN_PAIR_A:
+            print(f"{name}: left out, atoms {closest:.2f} Å apart after the relaxation (collapsed)")
+            continue
         configs += teachers.perturbations(
             start, name, rattle_A=(0.01, 0.03), strains=(-0.02, 0.02), seed=k
         )
