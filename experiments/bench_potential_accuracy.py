@@ -25,6 +25,7 @@ l_max 2, L = 1, correlation 2). Training runs in resumable chunks under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from _common import save
@@ -66,12 +67,21 @@ def student(
     )
 
 
-def variant_name(model: str, channels=None, l_max=None, layers=None, correlation=None) -> str:
-    """``nequip``, or with the overridden sizes: ``nequip-c32-l2-n3``, ``mace-c16-nu3``."""
+def variant_name(
+    model: str, channels=None, l_max=None, layers=None, correlation=None, energy_weight=None
+) -> str:
+    """``nequip``, or with the overridden sizes and energy loss weight: ``nequip-c32-l2-n3``,
+    ``mace-c16-nu3``, ``nequip-e1``."""
     parts = [model]
-    for prefix, value in (("c", channels), ("l", l_max), ("n", layers), ("nu", correlation)):
-        if value:
-            parts.append(f"{prefix}{value}")
+    for prefix, value in (
+        ("c", channels),
+        ("l", l_max),
+        ("n", layers),
+        ("nu", correlation),
+        ("e", energy_weight),
+    ):
+        if value is not None:
+            parts.append(f"{prefix}{value:g}")
     return "-".join(parts)
 
 
@@ -101,12 +111,18 @@ def main():
     parser.add_argument("--l-max", type=int, default=None, help="student l_max (run -l<L>)")
     parser.add_argument("--layers", type=int, default=None, help="interaction blocks (run -n<N>)")
     parser.add_argument("--correlation", type=int, default=None, help="MACE ν (run -nu<N>)")
+    parser.add_argument(
+        "--energy-weight",
+        type=float,
+        default=None,
+        help="loss weight of the energy per atom, (eV/atom)^-2 (default 100; run -e<W>)",
+    )
     args = parser.parse_args()
 
     import numpy as np
 
     from jmof.data.labelled import read_extxyz
-    from potentials import distill
+    from potentials import LossWeights, distill
 
     dataset = read_extxyz(DATA / f"{args.set}-{args.teacher}.extxyz")
     elements = tuple(sorted({int(z) for c in dataset.crystals for z in np.unique(c.species)}))
@@ -114,12 +130,18 @@ def main():
         parser.error("--correlation is a MACE setting")
     config = student(args.model, elements, args.channels, args.l_max, args.layers, args.correlation)
     group = {"general": by_structure, "mil53-md": by_window}.get(args.set)
-    variant = variant_name(args.model, args.channels, args.l_max, args.layers, args.correlation)
+    variant = variant_name(
+        args.model, args.channels, args.l_max, args.layers, args.correlation, args.energy_weight
+    )
+    weights = LossWeights()
+    if args.energy_weight is not None:
+        weights = dataclasses.replace(weights, energy=args.energy_weight)
     name = f"potential-{args.set}-{variant}"
     result = distill(
         dataset,
         out_dir=RUNS / name,
         config=config,
+        weights=weights,
         group=group,
         n_epochs=args.epochs,
         batch_nodes=1024,
@@ -181,6 +203,7 @@ def main():
             "model": variant,
             "config": {k: v for k, v in vars(result.config).items() if k != "atomic_energies"},
             "n_params": n_params,
+            "loss_weights": dataclasses.asdict(weights),
             "n_train": result.metrics["n_train"],
             "n_val": result.metrics["n_val"],
             "epochs_trained": len(result.metrics["history"]),
