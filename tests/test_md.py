@@ -164,7 +164,14 @@ def test_neighbor_list_grows_when_it_overflows(x64, params):
     np.testing.assert_allclose(result.log["potential_eV"][-1], ref.energy[0], rtol=1e-10)
 
 
-@pytest.mark.parametrize("runner", [pytest.param("nve", marks=pytest.mark.slow), "langevin", "npt"])
+@pytest.mark.parametrize(
+    "runner",
+    [
+        pytest.param("nve", marks=pytest.mark.slow),
+        pytest.param("langevin", marks=pytest.mark.slow),  # 24 s; npt restores more state
+        "npt",
+    ],
+)
 def test_a_run_continued_from_its_restart_file_is_the_same_run(x64, params, tmp_path, runner):
     """Integrator, thermostat (Langevin's random key too) and barostat state survive a restart;
     the continued trajectory file holds every frame once."""
