@@ -155,7 +155,8 @@ def main():
     test = dict(result.metrics["test"])
     test.pop("predictions")
     # The test frames that are MD snapshots (the "held-out MD snapshots").
-    test_set = dataset.split(group=group)["test"]
+    parts = dataset.split(group=group)
+    train_set, test_set = parts["train"], parts["test"]
     md_frames = [k for k, n in enumerate(test_set.names) if "/md-" in n]
     test_md = None
     if md_frames:
@@ -163,7 +164,6 @@ def main():
         test_md.pop("predictions")
     # The test MOFs made only of elements the training set holds (the shifts and embeddings
     # of an element seen only in test are untrained; the general set has elements in one MOF).
-    train_set = dataset.split(group=group)["train"]
     seen = {int(z) for c in train_set.crystals for z in np.unique(c.species)}
     seen_frames = [k for k, c in enumerate(test_set.crystals) if set(map(int, c.species)) <= seen]
     test_seen = None
