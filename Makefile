@@ -24,11 +24,14 @@ demo: $(STAMP)
 		--out $(REPORT)/predictor --report $(REPORT)/report.md
 	@echo "demo report: $(REPORT)/report.md"
 
+# Two pytest workers, whole files per worker (module fixtures share their compiled functions):
+# XLA compiles on one core, so two workers keep both cores of a small machine busy.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -m '' -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) experiments/bench_io.py
