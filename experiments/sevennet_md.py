@@ -1,22 +1,29 @@
-"""The converted SevenNet-0 in use: relaxation and 10 ps NVT of MIL-53(Al), against SevenNet-0
-through ASE (issue 7).
+"""The converted SevenNet-0 in use (issue 7): relaxation and 10 ps NVT, against SevenNet-0
+through ASE.
 
-    python experiments/sevennet_md.py --device gpu            # the intended run (a GPU)
-    python experiments/sevennet_md.py --relax-only            # the relaxations alone (CPU)
+    python experiments/sevennet_md.py --relax-only            # MIL-53(Al) relaxations (CPU)
+    python experiments/sevennet_md.py --engine jmof  [--budget-minutes M]   # NVT, resumable
+    python experiments/sevennet_md.py --engine torch [--budget-minutes M]   # NVT, resumable
+    python experiments/sevennet_md.py --summarize             # statistics, JSON and plot
 
 1. **Relaxation**: MIL-53(Al) (CoRE 2019-ASR ``SABWAU01_clean``, 152 atoms; the starting frame
    of ``experiments/data/mil53-sevennet-0.extxyz``), ASE BFGS to fmax 0.02 eV/Å at fixed cell,
    once with ``JmofCalculator("sevennet-0")`` and once with SevenNet's own calculator: final
-   energies, steps and the largest distance between the two relaxed structures.
-2. **NVT**: Langevin at 300 K (friction 0.01/fs, 1 fs) from the jmof-relaxed structure, with
-   ``jmof.md.run_nvt`` (JAX-MD; the cell is replicated so that minimum images are exact) for
-   ``--steps`` steps, and with ASE's Langevin and SevenNet-0 for the same number of steps or
-   ``--torch-seconds`` of wall time, whichever ends first. Statistics after the first
-   picosecond: mean and standard deviation of the temperature and of the potential energy per
-   atom (relative to the relaxed structure), and the mean Al–O distance of the last frame.
-
-Writes ``experiments/results/sevennet_md_<device>.json`` (or ``--out``) and a PNG of both
-traces next to it.
+   energies, steps and the largest distance between the two relaxed structures
+   (``sevennet_md_<device>.json``).
+2. **NVT**: Langevin at 300 K (friction 0.01/fs, 1 fs, 10 ps) of one CoRE MOF (``--structure``,
+   default ``acscombsci.5b00188_5036495_clean``: 62 atoms, C32H16N2O10Zn2, every perpendicular
+   width ≥ 14 Å, so JAX-MD needs no replica at 5 + 0.5 Å and both codes move the same 62
+   atoms; MIL-53(Al) would take about 4 h per code on this CPU). Both runs start from the
+   structure relaxed with the converted model and Maxwell–Boltzmann velocities at 300 K:
+   ``--engine jmof`` runs ``jmof.md.run_nvt`` (JAX-MD's BAOAB Langevin, the converted model),
+   ``--engine torch`` ASE's Langevin with SevenNet-0's calculator. Each is resumable: its state
+   is saved under ``experiments/runs/sevennet-nvt-<structure>-<engine>/`` every 200 steps and
+   ``--budget-minutes`` stops after the next save. ``--summarize`` reports, after the first
+   picosecond, the mean and standard deviation of the temperature and of the potential energy
+   per atom (relative to the relaxed structure; standard errors of the means from 10 blocks)
+   and the mean metal–ligand distance over the trajectory frames (every 200 steps), for the
+   runs that exist (``sevennet_nvt_<structure>_<device>.json`` and a PNG of both traces).
 """
 
 from __future__ import annotations
@@ -58,186 +65,279 @@ def relax(crystal, calc, fmax=0.02, steps=500):
     }
 
 
-def al_o_mean(positions, cell, species) -> float:
-    """Å, mean distance of each Al to its six nearest O (minimum image)."""
-    frac_inv = np.linalg.inv(cell)
-    al, o = positions[species == 13], positions[species == 8]
-    d = al[:, None, :] - o[None, :, :]
-    f = d @ frac_inv
-    d = (f - np.round(f)) @ cell
-    r = np.sort(np.linalg.norm(d, axis=-1), axis=1)[:, :6]
-    return float(r.mean())
+NVT_STRUCTURE = "acscombsci.5b00188_5036495_clean"
+NVT = dict(temperature_K=300.0, dt_fs=1.0, friction_per_fs=0.01, log_every=20, save_every=200)
 
 
-def stats(time_fs, temperature, potential_per_atom) -> dict:
-    keep = np.asarray(time_fs) >= EQUILIBRATION_FS
-    if not keep.any():
-        keep = slice(len(time_fs) // 2, None)
-    t, e = np.asarray(temperature)[keep], np.asarray(potential_per_atom)[keep]
-    return {
-        "time_ps": float(np.asarray(time_fs)[-1] / 1000),
-        "T_mean_K": float(t.mean()),
-        "T_std_K": float(t.std()),
-        "Epot_mean_meV_atom": float(1000 * e.mean()),
-        "Epot_std_meV_atom": float(1000 * e.std()),
-    }
+def nvt_folder(structure: str, engine: str) -> Path:
+    return HERE / "runs" / f"sevennet-nvt-{structure}-{engine}"
 
 
-def jmof_nvt(crystal, e_ref_per_atom, steps, log_every=20):
+def nvt_start(structure: str):
+    """The CoRE structure relaxed at fixed cell by the converted SevenNet-0 (BFGS to fmax
+    0.02 eV/Å), cached next to the runs so both engines start from the same atoms; returns
+    ``(ase.Atoms, relaxed energy in eV)``."""
+    import ase.io
+
+    from jmof.data import coremof
+    from potentials.ase import JmofCalculator
+
+    path = HERE / "runs" / f"sevennet-nvt-{structure}-start.extxyz"
+    if not path.exists():
+        dataset = coremof.load("2019-ASR", progress=False)
+        if structure not in dataset.names:
+            raise SystemExit(f"{structure!r} is not a valid CoRE MOF 2019-ASR structure")
+        crystal = dataset.crystals[dataset.names.index(structure)]
+        atoms, info = relax(crystal, JmofCalculator("sevennet-0"))
+        print(f"relaxed {structure}: {info}", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ase.io.write(path, atoms, format="extxyz")
+    atoms = ase.io.read(path)
+    return atoms, float(atoms.get_potential_energy())
+
+
+def jmof_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
+    """``--engine jmof``: JAX-MD Langevin with the converted model; resumable (jmof.md
+    restart file)."""
     from jmof import md
+    from jmof.structure import Crystal
     from potentials import load
 
+    atoms, _ = nvt_start(structure)
     potential = load("sevennet-0")
-    system = md.system(potential.config.build().apply, potential.params, crystal, cutoff=5.0)
-    start = time.perf_counter()
+    system = md.system(
+        potential.config.build().apply, potential.params, Crystal.from_ase(atoms), cutoff=5.0
+    )
+    folder = nvt_folder(structure, "jmof")
     result = md.run_nvt(
         system,
         steps=steps,
-        dt_fs=1.0,
-        temperature_K=300.0,
+        dt_fs=NVT["dt_fs"],
+        temperature_K=NVT["temperature_K"],
         thermostat="langevin",
-        friction_per_fs=0.01,
-        log_every=log_every,
-        progress=False,
+        friction_per_fs=NVT["friction_per_fs"],
+        log_every=NVT["log_every"],
+        traj_every=NVT["save_every"],
+        trajectory=folder / "trajectory.extxyz",
+        restart=folder / "restart.npz",
+        time_limit_s=60 * budget_minutes if budget_minutes else None,
     )
-    wall = time.perf_counter() - start
     n = system.crystal.n_atoms
-    log = result.log
-    last = result.crystal
-    species = np.asarray(last.species)
-    return {
-        "atoms_simulated": n,
-        "wall_s": wall,
-        "atom_steps_per_s": n * result.steps / wall,
-        "al_o_final_A": al_o_mean(np.asarray(last.positions), np.asarray(last.cell), species),
-        "trace": {
-            "time_fs": log["time_fs"].tolist(),
-            "temperature_K": log["temperature_K"].tolist(),
-            "epot_eV_atom": (log["potential_eV"] / n - e_ref_per_atom).tolist(),
-        },
-    }
+    log = {k: np.asarray(v).tolist() for k, v in result.log.items()}
+    log["atoms_simulated"] = n
+    (folder / "log.json").write_text(json.dumps(log))
+    print(f"jmof NVT: {result.steps}/{steps} steps of {n} atoms", flush=True)
 
 
-def torch_nvt(atoms, calc, e_ref_per_atom, steps, seconds, log_every=20):
+def torch_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
+    """``--engine torch``: ASE Langevin with SevenNet-0's calculator; resumable (positions,
+    momenta, the noise generator's state and the log are saved every 200 steps)."""
+    import ase.io
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from sevenn.calculator import SevenNetCalculator
 
-    atoms = atoms.copy()
-    atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-    dyn = Langevin(
-        atoms,
-        1.0 * units.fs,
-        temperature_K=300,
-        friction=0.01 / units.fs,
-        rng=np.random.default_rng(1),
+    from jmof.progress import progress_bar
+
+    atoms, _ = nvt_start(structure)
+    atoms.calc = SevenNetCalculator("7net-0", device="cpu")
+    MaxwellBoltzmannDistribution(
+        atoms, temperature_K=NVT["temperature_K"], rng=np.random.default_rng(0)
     )
-    trace = {"time_fs": [], "temperature_K": [], "epot_eV_atom": []}
-    n = len(atoms)
-    species = atoms.get_atomic_numbers()
-    start = time.perf_counter()
+    dyn = Langevin(atoms, NVT["dt_fs"] * units.fs, temperature_K=NVT["temperature_K"],
+                   friction=NVT["friction_per_fs"] / units.fs, fixcm=False,
+                   rng=np.random.default_rng(1))  # fmt: skip
+    folder = nvt_folder(structure, "torch")
+    restart, trajectory = folder / "restart.npz", folder / "trajectory.extxyz"
+    keys = ("time_fs", "temperature_K", "potential_eV", "kinetic_eV")
+    log = {k: [] for k in keys}
     done = 0
-    while done < steps and time.perf_counter() - start < seconds:
-        dyn.run(log_every)
-        done += log_every
-        trace["time_fs"].append(float(done))
-        trace["temperature_K"].append(float(atoms.get_temperature()))
-        trace["epot_eV_atom"].append(float(atoms.get_potential_energy() / n - e_ref_per_atom))
-    wall = time.perf_counter() - start
-    return {
-        "atoms_simulated": n,
-        "wall_s": wall,
-        "atom_steps_per_s": n * done / wall,
-        "al_o_final_A": al_o_mean(atoms.positions, np.asarray(atoms.cell), species),
-        "trace": trace,
-    }
+    if restart.exists():
+        saved = np.load(restart)
+        atoms.set_positions(saved["positions"])
+        atoms.set_momenta(saved["momenta"])
+        dyn.rng.bit_generator.state = json.loads(str(saved["rng"]))
+        done = int(saved["step"])
+        log = {k: saved[f"log.{k}"].tolist() for k in keys}
+        # Frames written after the last saved state (an interruption between the two writes).
+        frames = ase.io.read(trajectory, ":") if trajectory.exists() else []
+        if len(frames) > done // NVT["save_every"]:
+            ase.io.write(trajectory, frames[: done // NVT["save_every"]], format="extxyz")
+    else:
+        trajectory.unlink(missing_ok=True)
+
+    def save_state(step):
+        folder.mkdir(parents=True, exist_ok=True)
+        ase.io.write(trajectory, atoms, format="extxyz", append=True)
+        partial = restart.with_suffix(".partial.npz")
+        np.savez(partial, step=step, positions=atoms.get_positions(),
+                 momenta=atoms.get_momenta(), rng=json.dumps(dyn.rng.bit_generator.state),
+                 **{f"log.{k}": np.asarray(v) for k, v in log.items()})  # fmt: skip
+        partial.replace(restart)  # atomic: an interruption keeps the previous state
+
+    started = time.perf_counter()
+    step = done
+    with progress_bar(True) as bar:
+        task = bar.add_task("NVT, SevenNet-0 (torch)", total=steps, completed=done)
+        while step < steps:
+            dyn.run(NVT["log_every"])
+            step += NVT["log_every"]
+            bar.advance(task, NVT["log_every"])
+            log["time_fs"].append(step * NVT["dt_fs"])
+            log["temperature_K"].append(float(atoms.get_temperature()))
+            log["potential_eV"].append(float(atoms.get_potential_energy()))
+            log["kinetic_eV"].append(float(atoms.get_kinetic_energy()))
+            if step % NVT["save_every"] == 0 or step >= steps:
+                save_state(step)
+                if budget_minutes and time.perf_counter() - started > 60 * budget_minutes:
+                    break
+    rate = len(atoms) * (step - done) / max(time.perf_counter() - started, 1e-9)
+    print(f"torch NVT: {step}/{steps} steps, {rate:.1f} atom·steps/s", flush=True)
 
 
-def plot(results, path):
+def metal_ligand_mean(atoms, cutoff: float = 2.6) -> float:
+    """Å, mean distance of each metal atom to its neighbours within ``cutoff`` (minimum image
+    through ASE's neighbour list)."""
+    from ase.neighborlist import neighbor_list
+
+    metals = np.array([z in METALS for z in atoms.numbers])
+    i, d = neighbor_list("id", atoms, cutoff)
+    keep = metals[i]
+    return float(d[keep].mean()) if keep.any() else float("nan")
+
+
+METALS = (
+    set(range(3, 5))
+    | set(range(11, 14))
+    | set(range(19, 32))
+    | set(range(37, 51))
+    | set(range(55, 84))
+)
+
+
+def nvt_statistics(time_fs, temperature, epot_per_atom, frames, n_blocks=10) -> dict:
+    """Means, standard deviations and block standard errors after the first picosecond."""
+    t = np.asarray(time_fs)
+    keep = t >= EQUILIBRATION_FS
+    out = {"time_ps": float(t[-1] / 1000) if len(t) else 0.0}
+    for name, values in (("T_K", temperature), ("Epot_meV_atom", 1000 * np.asarray(epot_per_atom))):
+        v = np.asarray(values)[keep]
+        if len(v) < n_blocks:
+            continue
+        blocks = np.array([b.mean() for b in np.array_split(v, n_blocks)])
+        out[f"{name}_mean"] = float(v.mean())
+        out[f"{name}_std"] = float(v.std())
+        out[f"{name}_mean_err"] = float(blocks.std(ddof=1) / np.sqrt(n_blocks))
+    distances = [metal_ligand_mean(a) for a in frames]
+    if distances:
+        out["metal_ligand_A_mean"] = float(np.mean(distances))
+        out["metal_ligand_A_std"] = float(np.std(distances))
+        out["n_frames"] = len(distances)
+    return out
+
+
+def summarize(structure: str, device: str) -> None:
+    import ase.io
+
+    atoms, e_relaxed = nvt_start(structure)
+    n = len(atoms)
+    runs, payload = {}, {"structure": structure, "n_atoms": n, "settings": NVT,
+                         "relaxed_energy_eV": e_relaxed}  # fmt: skip
+    jmof_log = nvt_folder(structure, "jmof") / "log.json"
+    if jmof_log.exists():
+        log = json.loads(jmof_log.read_text())
+        m = log["atoms_simulated"]  # a multiple of n if the cell was replicated
+        runs["jmof (JAX-MD)"] = {
+            "time_fs": log["time_fs"],
+            "temperature_K": log["temperature_K"],
+            "epot_eV_atom": (np.asarray(log["potential_eV"]) / m - e_relaxed / n).tolist(),
+        }
+    torch_restart = nvt_folder(structure, "torch") / "restart.npz"
+    if torch_restart.exists():
+        saved = np.load(torch_restart)
+        runs["SevenNet-0 torch (ASE)"] = {
+            "time_fs": saved["log.time_fs"].tolist(),
+            "temperature_K": saved["log.temperature_K"].tolist(),
+            "epot_eV_atom": (saved["log.potential_eV"] / n - e_relaxed / n).tolist(),
+        }
+    for label, tr in runs.items():
+        engine = "jmof" if label.startswith("jmof") else "torch"
+        path = nvt_folder(structure, engine) / "trajectory.extxyz"
+        frames = ase.io.read(path, ":") if path.exists() else []
+        frames = frames[len(frames) // 10 :]  # the first picosecond of 10 left out
+        payload[engine] = nvt_statistics(
+            tr["time_fs"], tr["temperature_K"], tr["epot_eV_atom"], frames
+        )
+        print(label, payload[engine])
+    payload["traces"] = runs
+    out = HERE / "results" / f"sevennet_nvt_{structure}_{device}.json"
+    out.write_text(json.dumps(payload, indent=1, default=float))
+    if runs:
+        plot(runs, out.with_suffix(".png"), structure)
+    print(f"wrote {out}")
+
+
+def plot(runs: dict, path: Path, structure: str) -> None:
     from jmof.plotting import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    for label, run in results.items():
-        tr = run["trace"]
+    for label, tr in runs.items():
         t = np.asarray(tr["time_fs"]) / 1000
-        axes[0].plot(t, tr["temperature_K"], label=label, lw=0.8)
-        axes[1].plot(t, 1000 * np.asarray(tr["epot_eV_atom"]), label=label, lw=0.8)
+        axes[0].plot(t, tr["temperature_K"], label=label, lw=0.6)
+        axes[1].plot(t, 1000 * np.asarray(tr["epot_eV_atom"]), label=label, lw=0.6)
     axes[0].set_ylabel("T (K)")
     axes[1].set_ylabel("E_pot − E_relaxed (meV/atom)")
     axes[1].set_xlabel("time (ps)")
     axes[0].legend()
-    axes[0].set_title("MIL-53(Al), Langevin 300 K: SevenNet-0 in jmof (JAX-MD) vs torch (ASE)")
+    axes[0].set_title(f"{structure}, Langevin 300 K: SevenNet-0 in jmof vs torch", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--torch-seconds", type=float, default=300.0)
-    parser.add_argument("--relax-steps", type=int, default=500)
-    parser.add_argument("--relax-only", action="store_true", help="skip the NVT runs")
-    parser.add_argument("--skip-torch", action="store_true")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+def relax_both(device: str, relax_steps: int) -> None:
+    """``--relax-only``: MIL-53(Al) relaxed by the converted model and by SevenNet-0."""
     import jax
+    from sevenn.calculator import SevenNetCalculator
 
-    from jmof.structure import Crystal
     from potentials.ase import JmofCalculator
 
-    out = args.out or HERE / "results" / f"sevennet_md_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"device": args.device, "jax_device": str(jax.devices()[0])}
-
-    def write():
-        out.write_text(json.dumps(payload, indent=1, default=float))
-
+    out = HERE / "results" / f"sevennet_md_{device}.json"
+    payload = {"device": device, "jax_device": str(jax.devices()[0])}
     crystal = start_structure()
-    torch_calc = None
-    if not args.skip_torch:
-        from sevenn.calculator import SevenNetCalculator
-
-        torch_calc = SevenNetCalculator("7net-0", device="cuda" if args.device == "gpu" else "cpu")
-    jmof_calc = JmofCalculator("sevennet-0")
-    relaxed, payload["relax_jmof"] = relax(crystal, jmof_calc, steps=args.relax_steps)
-    print("relax jmof", payload["relax_jmof"], flush=True)
-    if torch_calc is not None:
-        relaxed_t, payload["relax_torch"] = relax(crystal, torch_calc, steps=args.relax_steps)
-        d = relaxed.positions - relaxed_t.positions
-        payload["relax_max_displacement_A"] = float(np.linalg.norm(d, axis=1).max())
-        print("relax torch", payload["relax_torch"], flush=True)
-    write()
-    if args.relax_only:
-        print(f"wrote {out}")
-        return
-    payload["nvt_steps"] = args.steps
-    e_ref = payload["relax_jmof"]["energy_eV"] / len(relaxed)
-    runs = {}
-    runs["jmof (JAX-MD)"] = jmof_nvt(Crystal.from_ase(relaxed), e_ref, args.steps)
-    tr = runs["jmof (JAX-MD)"]["trace"]
-    payload["nvt_jmof"] = {
-        **{k: v for k, v in runs["jmof (JAX-MD)"].items() if k != "trace"},
-        **stats(tr["time_fs"], tr["temperature_K"], tr["epot_eV_atom"]),
-    }
-    print("nvt jmof", payload["nvt_jmof"], flush=True)
-    write()
-    if torch_calc is not None:
-        runs["SevenNet-0 torch (ASE)"] = torch_nvt(
-            relaxed, torch_calc, e_ref, args.steps, args.torch_seconds
-        )
-        tr = runs["SevenNet-0 torch (ASE)"]["trace"]
-        payload["nvt_torch"] = {
-            **{k: v for k, v in runs["SevenNet-0 torch (ASE)"].items() if k != "trace"},
-            **stats(tr["time_fs"], tr["temperature_K"], tr["epot_eV_atom"]),
-        }
-        print("nvt torch", payload["nvt_torch"], flush=True)
-    payload["traces"] = {k: v["trace"] for k, v in runs.items()}
-    write()
-    plot(runs, out.with_suffix(".png"))
+    torch_calc = SevenNetCalculator("7net-0", device="cuda" if device == "gpu" else "cpu")
+    relaxed, payload["relax_jmof"] = relax(crystal, JmofCalculator("sevennet-0"), steps=relax_steps)
+    relaxed_t, payload["relax_torch"] = relax(crystal, torch_calc, steps=relax_steps)
+    d = relaxed.positions - relaxed_t.positions
+    payload["relax_max_displacement_A"] = float(np.linalg.norm(d, axis=1).max())
+    print(payload, flush=True)
+    out.write_text(json.dumps(payload, indent=1, default=float))
     print(f"wrote {out}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="label of the result files (JAX uses its default device)")  # fmt: skip
+    parser.add_argument("--relax-only", action="store_true", help="the MIL-53(Al) relaxations")
+    parser.add_argument("--relax-steps", type=int, default=500)
+    parser.add_argument("--engine", choices=("jmof", "torch"), help="run (or continue) one NVT")
+    parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--structure", default=NVT_STRUCTURE, help="CoRE 2019-ASR name (NVT)")
+    parser.add_argument("--steps", type=int, default=10_000, help="NVT steps of 1 fs")
+    parser.add_argument("--budget-minutes", type=float, default=None)
+    args = parser.parse_args()
+    if args.relax_only:
+        relax_both(args.device, args.relax_steps)
+    elif args.engine == "jmof":
+        jmof_nvt(args.structure, args.steps, args.budget_minutes)
+    elif args.engine == "torch":
+        torch_nvt(args.structure, args.steps, args.budget_minutes)
+    if args.summarize:
+        summarize(args.structure, args.device)
+    if not (args.relax_only or args.engine or args.summarize):
+        parser.error("choose --relax-only, --engine jmof|torch or --summarize")
 
 
 if __name__ == "__main__":
