@@ -359,10 +359,11 @@ def _write_frame(path: Path, crystal: Crystal, data: dict, step: int, time_fs: f
 
 @contextlib.contextmanager
 def _quiet_jax_md_x64():
-    """JAX-MD 0.2.29's sparse pruning scatters int64 into int32 under x64 (a FutureWarning
-    raised while tracing); harmless, and not ours to fix."""
+    """JAX-MD 0.2.29's sparse pruning scatters int64 into int32 under x64, and its float32
+    runs ask for float64 sums (warnings raised while tracing); harmless, and not ours to fix."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
+        warnings.filterwarnings("ignore", "Explicitly requested dtype float64", UserWarning)
         yield
 
 
