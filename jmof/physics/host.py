@@ -92,7 +92,8 @@ def host(
     repeats: tuple[int, int, int] | None = None,
     charges: np.ndarray | None = None,
 ) -> Host:
-    """Replicate ``crystal`` for ``ff.cutoff`` and attach per-atom LJ parameters.
+    """Replicate ``crystal`` for ``ff.cutoff`` and attach per-atom LJ parameters. The unit cell
+    is padded to ``bucket_size(n_atoms)`` atoms first (padding atoms contribute nothing).
 
     With ``charges`` ([n_atoms] e) the framework's electrostatic potential is set up for Ewald
     summation (tin-foil boundary): real space within the cutoff on the replicated framework,
@@ -111,15 +112,22 @@ def host(
     shifts = np.asarray(grid.reshape(-1, 3), dtype=dtype)
     reps = np.asarray(repeats, dtype=dtype)
     cell = jnp.asarray(crystal.cell)
+    # Padding atoms (element 0: ε = σ = 0) up to a bucketed count before replicating, so that
+    # structures share the compiled programs of every later step instead of compiling their
+    # own for each atom count (about 1 s per new structure on a CPU).
+    n = crystal.n_atoms
+    pad = bucket_size(n) - n
+    positions = _pad_rows(crystal.positions, pad, dtype)
+    species = np.concatenate([np.asarray(crystal.species), np.zeros(pad, int)])
     frac, super_frac, epsilon, sigma = _replicate(
-        jnp.asarray(crystal.positions), cell, np.asarray(crystal.species), ff.epsilon, ff.sigma,
-        shifts, reps,
-    )  # fmt: skip
+        positions, cell, species, ff.epsilon, ff.sigma, shifts, reps
+    )
     extra = {}
     if charges is not None:
         q = jnp.asarray(charges, dtype=frac.dtype)
-        if q.shape != (crystal.n_atoms,):
-            raise ValueError(f"charges must have shape ({crystal.n_atoms},), got {q.shape}")
+        if q.shape != (n,):
+            raise ValueError(f"charges must have shape ({n},), got {q.shape}")
+        q = _pad_rows(q, pad, frac.dtype)
         extra = _ewald(frac @ cell, q, cell, ff.cutoff)
         extra["charges"] = jnp.tile(q, len(shifts))
     return Host(
@@ -134,11 +142,21 @@ def host(
     )
 
 
+def _pad_rows(x, pad: int, dtype):
+    """``x`` ([n, ...]) with ``pad`` zero rows appended: on the host (numpy) for concrete values,
+    so that no eager operation compiles for each new n, and with jnp when ``x`` is traced."""
+    if isinstance(x, jax.core.Tracer):
+        return jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    x = np.asarray(x, dtype)
+    return np.concatenate([x, np.zeros((pad, *x.shape[1:]), dtype)])
+
+
 @jax.jit
 def _replicate(positions, cell, species, eps_table, sig_table, shifts, reps):
     """Unit-cell fractional coordinates [n, 3], and the supercell's [n·m, 3] with per-atom ε and
     σ [n·m] for the m = len(shifts) cells. One compiled program per (n, m) instead of one per
-    eager operation: building hosts for thousands of structures is dominated by compiles."""
+    eager operation (``host`` buckets n): building hosts for thousands of structures was
+    dominated by compiles."""
     frac = jnp.linalg.solve(cell.T, positions.T).T
     frac = frac - jnp.floor(frac)
     super_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
@@ -306,13 +324,17 @@ def _chunk_probe_energies(host, centres, probe_epsilon, probe_sigma):
 def _in_chunks(fn, arrays: list[jax.Array], chunk: int, progress: bool, description: str):
     """``fn(*chunk_of_each_array)`` over fixed-size chunks of the leading axis (the last chunk
     padded by repeating the first row, so every call has one compiled shape), concatenated and
-    cut back to the input length."""
+    cut back to the input length. Concrete inputs are padded and sliced, and concrete results
+    joined, on the host (numpy), so that only ``fn`` compiles, once per chunk shape; traced
+    ones (``fn`` may close over traced values) with jnp."""
+    xp = jnp if any(isinstance(a, jax.core.Tracer) for a in arrays) else np
+    arrays = [xp.asarray(a) for a in arrays]
     p = arrays[0].shape[0]
     chunk = min(chunk, max(p, 1))
     n_chunks = -(-p // chunk)
     pad = n_chunks * chunk - p
     if pad:
-        arrays = [jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in arrays]
+        arrays = [xp.concatenate([a, xp.repeat(a[:1], pad, axis=0)]) for a in arrays]
     out = []
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task(description, total=n_chunks)
@@ -320,7 +342,9 @@ def _in_chunks(fn, arrays: list[jax.Array], chunk: int, progress: bool, descript
             window = slice(k * chunk, (k + 1) * chunk)
             out.append(fn(*(a[window] for a in arrays)))
             bar.advance(task)
-    return jnp.concatenate(out)[:p]
+    if any(isinstance(o, jax.core.Tracer) for o in out):
+        return jnp.concatenate(out)[:p]
+    return jnp.asarray(np.concatenate([np.asarray(o) for o in out])[:p])
 
 
 def point_energies(
