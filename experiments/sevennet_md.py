@@ -169,6 +169,7 @@ def torch_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
 
     def save_state(step):
         folder.mkdir(parents=True, exist_ok=True)
+        atoms.info["time_fs"] = step * NVT["dt_fs"]
         ase.io.write(trajectory, atoms, format="extxyz", append=True)
         partial = restart.with_suffix(".partial.npz")
         np.savez(partial, step=step, positions=atoms.get_positions(),
@@ -265,7 +266,9 @@ def summarize(structure: str, device: str) -> None:
         engine = "jmof" if label.startswith("jmof") else "torch"
         path = nvt_folder(structure, engine) / "trajectory.extxyz"
         frames = ase.io.read(path, ":") if path.exists() else []
-        frames = frames[len(frames) // 10 :]  # the first picosecond of 10 left out
+        every = NVT["save_every"] * NVT["dt_fs"]  # frames without a time: one per save
+        frames = [a for k, a in enumerate(frames)
+                  if a.info.get("time_fs", (k + 1) * every) >= EQUILIBRATION_FS]  # fmt: skip
         payload[engine] = nvt_statistics(
             tr["time_fs"], tr["temperature_K"], tr["epot_eV_atom"], frames
         )
