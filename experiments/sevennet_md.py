@@ -198,23 +198,15 @@ def torch_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
 
 
 def metal_ligand_mean(atoms, cutoff: float = 2.6) -> float:
-    """Å, mean distance of each metal atom to its neighbours within ``cutoff`` (minimum image
-    through ASE's neighbour list)."""
+    """Å, mean distance of each metal atom (``predictors.descriptors.is_metal``) to its
+    neighbours within ``cutoff`` (minimum image through ASE's neighbour list)."""
     from ase.neighborlist import neighbor_list
 
-    metals = np.array([z in METALS for z in atoms.numbers])
+    from predictors.descriptors import is_metal
+
     i, d = neighbor_list("id", atoms, cutoff)
-    keep = metals[i]
+    keep = is_metal(atoms.numbers)[i]
     return float(d[keep].mean()) if keep.any() else float("nan")
-
-
-METALS = (
-    set(range(3, 5))
-    | set(range(11, 14))
-    | set(range(19, 32))
-    | set(range(37, 51))
-    | set(range(55, 84))
-)
 
 
 def nvt_statistics(time_fs, temperature, epot_per_atom, frames, n_blocks=10) -> dict:
