@@ -119,6 +119,10 @@ def main():
     )
     args = parser.parse_args()
 
+    from jmof.data import enable_compilation_cache
+
+    enable_compilation_cache()  # a resumed chunk reuses the programs earlier chunks compiled
+
     import numpy as np
 
     from jmof.data.labelled import read_extxyz

@@ -199,6 +199,7 @@ def run_ase_npt(potential: str, ps: float | None, budget_minutes: float | None) 
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     import potentials
+    from jmof.data import save_npz
     from jmof.progress import progress_bar
 
     settings = PARTS["npt"]
@@ -249,10 +250,7 @@ def run_ase_npt(potential: str, ps: float | None, budget_minutes: float | None) 
         arrays = {f"{o}.{n}": np.asarray(getattr(owners[o], n)) for o, ns in state.items()
                   for n in ns}  # fmt: skip
         arrays |= {f"log.{k}": np.asarray(v) for k, v in log.items()}
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = restart.with_suffix(".partial.npz")
-        np.savez(partial, step=step, **arrays)
-        partial.replace(restart)  # atomic: an interruption keeps the previous state
+        save_npz(restart, step=step, **arrays)
 
     if done == 0:
         record(0)
@@ -396,6 +394,10 @@ def main():
         "--engine", choices=("jax-md", "ase"), default="jax-md", help="ase: NPT through ASE"
     )
     args = parser.parse_args()
+
+    from jmof.data import enable_compilation_cache
+
+    enable_compilation_cache()  # a resumed chunk reuses the programs earlier chunks compiled
     if args.summarize:
         summarize()
     elif args.eos:

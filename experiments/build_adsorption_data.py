@@ -92,8 +92,7 @@ def _merge_rows(cache: Path, committed: Path) -> set[str]:
 def main():
     import jax
 
-    from jmof.data import coremof
-    from jmof.data.cache import cache_root
+    from jmof.data import cache_root, coremof, enable_compilation_cache
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-minutes", type=float, default=None)
@@ -101,10 +100,9 @@ def main():
     parser.add_argument("--chunk", type=int, default=20, help="rows between copies")
     args = parser.parse_args()
 
-    # Compiled programs persist across calls (the chunks of one build), keyed by shape: a new
-    # call then starts without recompiling the shapes earlier calls met.
-    jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax-compilation"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    # A new call (the next chunk of the build) starts without recompiling the shapes earlier
+    # calls met.
+    enable_compilation_cache()
     out = cache_root() / "adsorption" / "2019-ASR.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _merge_rows(out, RESULTS / "coremof_adsorption.csv")

@@ -138,6 +138,7 @@ def torch_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from sevenn.calculator import SevenNetCalculator
 
+    from jmof.data import save_npz
     from jmof.progress import progress_bar
 
     atoms, _ = nvt_start(structure)
@@ -171,11 +172,9 @@ def torch_nvt(structure: str, steps: int, budget_minutes: float | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atoms.info["time_fs"] = step * NVT["dt_fs"]
         ase.io.write(trajectory, atoms, format="extxyz", append=True)
-        partial = restart.with_suffix(".partial.npz")
-        np.savez(partial, step=step, positions=atoms.get_positions(),
+        save_npz(restart, step=step, positions=atoms.get_positions(),
                  momenta=atoms.get_momenta(), rng=json.dumps(dyn.rng.bit_generator.state),
                  **{f"log.{k}": np.asarray(v) for k, v in log.items()})  # fmt: skip
-        partial.replace(restart)  # atomic: an interruption keeps the previous state
 
     started = time.perf_counter()
     step = done
@@ -323,6 +322,10 @@ def main():
     parser.add_argument("--steps", type=int, default=10_000, help="NVT steps of 1 fs")
     parser.add_argument("--budget-minutes", type=float, default=None)
     args = parser.parse_args()
+
+    from jmof.data import enable_compilation_cache
+
+    enable_compilation_cache()  # a resumed chunk reuses the programs earlier chunks compiled
     if args.relax_only:
         relax_both(args.device, args.relax_steps)
     elif args.engine == "jmof":

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -48,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, quantity, simulate, space
 
+from jmof.data.cache import save_npz
 from jmof.graph import Graph
 from jmof.potential import EV_PER_A3_TO_GPA
 from jmof.structure import Crystal
@@ -595,11 +595,7 @@ def _save_restart(path: Path, state, step: int, log: dict, reallocations: int, c
         )
     arrays |= {f"log_{k}": np.asarray(v, np.float64) for k, v in log.items()}
     arrays |= dict(step=step, reallocations=reallocations, capacity=capacity)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    save_npz(path, **arrays)
 
 
 def _load_restart(path: Path, template):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jmof.data.cache import cache_root
+from jmof.data.cache import cache_root, save_npz
 from jmof.data.dataset import Dataset
 from jmof.data.labelled import STRESS_KEYS
 from jmof.structure import Crystal
@@ -101,12 +101,6 @@ def _compute_batch(potential, crystals: Sequence[Crystal]) -> list[dict[str, np.
     ]
 
 
-def _save(path, result: dict[str, np.ndarray]) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **result)
-    os.replace(tmp, path)
-
-
 def label(
     configurations: Sequence[tuple[str, Crystal]],
     teacher: str = "sevennet-0",
@@ -146,14 +140,14 @@ def label(
                 for k, result in zip(part, batch, strict=True):
                     results[k] = result
                     if cache:
-                        _save(paths[k], result)
+                        save_npz(paths[k], **result)
                 bar.advance(task, len(part))
         elif missing:
             calc = calculator(teacher)
             for k in missing:
                 results[k] = _compute(calc, configurations[k][1])
                 if cache:
-                    _save(paths[k], results[k])
+                    save_npz(paths[k], **results[k])
                 bar.advance(task)
     energies, stresses, forces = [], [], []
     for result in results:
@@ -227,7 +221,7 @@ def relaxed(
         positions = np.asarray(atoms.positions, np.float64)
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _save(path, {"positions": positions})
+            save_npz(path, positions=positions)
     return Crystal(crystal.species, positions, crystal.cell, crystal.pbc)
 
 
@@ -277,7 +271,7 @@ def teacher_md(
                 "forces": np.asarray(atoms.get_forces(), np.float64),
                 "stress": np.asarray(atoms.get_stress(voigt=False), np.float64),
             }
-            _save(folder / f"{_key(teacher, snapshot)}.npz", result)
+            save_npz(folder / f"{_key(teacher, snapshot)}.npz", **result)
             snapshots.append((f"{name}/md-{temperature_K:g}K/{step:05d}", snapshot))
             bar.advance(task, interval)
     return snapshots

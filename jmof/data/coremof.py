@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jmof.data.cache import cache_root
+from jmof.data.cache import cache_root, save_npz
 from jmof.data.dataset import Dataset, Failure
 from jmof.structure import Crystal, StructureError
 
@@ -170,9 +170,8 @@ def _parse_chunk(args: tuple[list[str], str, str, dict]) -> None:
         positions.append(np.asarray(crystal.positions, np.float64))
         cells.append(np.asarray(crystal.cell, np.float64))
         counts.append(crystal.n_atoms)
-    tmp = out_path + ".tmp.npz"
-    np.savez(
-        tmp,
+    save_npz(
+        out_path,
         names=np.array(ok_names, dtype=str),
         species=np.concatenate(species) if species else np.zeros(0, np.int16),
         positions=np.concatenate(positions) if positions else np.zeros((0, 3)),
@@ -181,7 +180,6 @@ def _parse_chunk(args: tuple[list[str], str, str, dict]) -> None:
         failed=np.array(failed, dtype=str),
         reasons=np.array(reasons, dtype=str),
     )
-    os.replace(tmp, out_path)
 
 
 def parse(
