@@ -68,10 +68,16 @@ def student(
 
 
 def variant_name(
-    model: str, channels=None, l_max=None, layers=None, correlation=None, energy_weight=None
+    model: str,
+    channels=None,
+    l_max=None,
+    layers=None,
+    correlation=None,
+    energy_weight=None,
+    train_fraction=None,
 ) -> str:
-    """``nequip``, or with the overridden sizes and energy loss weight: ``nequip-c32-l2-n3``,
-    ``mace-c16-nu3``, ``nequip-e1``."""
+    """``nequip``, or with the overridden sizes, energy loss weight and fraction of the
+    training groups: ``nequip-c32-l2-n3``, ``mace-c16-nu3``, ``nequip-e1``, ``nequip-e1-f0.25``."""
     parts = [model]
     for prefix, value in (
         ("c", channels),
@@ -79,10 +85,28 @@ def variant_name(
         ("n", layers),
         ("nu", correlation),
         ("e", energy_weight),
+        ("f", train_fraction),
     ):
         if value is not None:
             parts.append(f"{prefix}{value:g}")
     return "-".join(parts)
+
+
+def subsample_training(dataset, fraction: float, group=None):
+    """``dataset`` without the training groups (``Dataset.split``'s default split, by ``group``
+    or by name) outside a ``fraction`` of them; validation and test are untouched. The kept
+    groups are chosen by a second name hash, so a smaller fraction keeps a subset of what a
+    larger one keeps: a learning curve in the amount of data."""
+    from jmof.data import split_of
+
+    key = group or (lambda name: name)
+    keep = [
+        k
+        for k, name in enumerate(dataset.names)
+        if split_of(key(name)) != "train"
+        or split_of(key(name), (fraction, 0.0, 1.0 - fraction), salt="train-fraction") == "train"
+    ]
+    return dataset.take(keep)
 
 
 def by_structure(name: str) -> str:
@@ -117,6 +141,13 @@ def main():
         default=None,
         help="loss weight of the energy per atom, (eV/atom)^-2 (default 100; run -e<W>)",
     )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=None,
+        help="train on this fraction of the training MOFs/frames; validation and test "
+        "unchanged (run -f<F>; scale --epochs by 1/F for the same number of steps)",
+    )
     args = parser.parse_args()
 
     from jmof.data import enable_compilation_cache
@@ -134,8 +165,18 @@ def main():
         parser.error("--correlation is a MACE setting")
     config = student(args.model, elements, args.channels, args.l_max, args.layers, args.correlation)
     group = {"general": by_structure, "mil53-md": by_window}.get(args.set)
+    if args.train_fraction is not None:
+        if not 0.0 < args.train_fraction <= 1.0:
+            parser.error("--train-fraction must be in (0, 1]")
+        dataset = subsample_training(dataset, args.train_fraction, group)
     variant = variant_name(
-        args.model, args.channels, args.l_max, args.layers, args.correlation, args.energy_weight
+        args.model,
+        args.channels,
+        args.l_max,
+        args.layers,
+        args.correlation,
+        args.energy_weight,
+        args.train_fraction,
     )
     weights = LossWeights()
     if args.energy_weight is not None:
@@ -209,6 +250,8 @@ def main():
             "n_params": n_params,
             "loss_weights": dataclasses.asdict(weights),
             "n_train": result.metrics["n_train"],
+            "train_fraction": args.train_fraction,
+            "n_train_groups": len({group(n) if group else n for n in train_set.names}),
             "n_val": result.metrics["n_val"],
             "epochs_trained": len(result.metrics["history"]),
             "test": test,
