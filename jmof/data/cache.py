@@ -32,18 +32,19 @@ def save_npz(path: str | os.PathLike, **arrays) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def enable_compilation_cache(min_compile_seconds: float = 0.1, max_gb: float = 2.0) -> Path:
+def enable_compilation_cache(min_compile_seconds: float = 0.1) -> Path:
     """Keep XLA's compiled programs on disk under ``cache_root()/jax-compilation``, so that a
     resumed job (the next chunk of a data-set build, a restarted MD run) loads the programs an
     earlier process compiled for the same shapes instead of compiling them again. Programs that
-    compiled in under ``min_compile_seconds`` are not stored; beyond ``max_gb`` the least recently
-    used entries are evicted. Call before the first compile;
+    compiled in under ``min_compile_seconds`` are not stored. Call before the first compile;
     returns the folder. The cache is keyed by the program, the jax version and the device, so
-    stale entries are never used."""
+    stale entries are never used. It is not size-bounded (the jobs here bucket their shapes, so
+    it holds tens to hundreds of programs); delete the folder to empty it. No LRU bound: JAX's
+    eviction needs an access-time file beside each entry, and a process that bounds the cache
+    fails to write to a folder that an unbounded process wrote to."""
     import jax
 
     folder = cache_root() / "jax-compilation"
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
-    jax.config.update("jax_compilation_cache_max_size", int(max_gb * 2**30))
     return folder
