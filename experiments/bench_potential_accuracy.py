@@ -4,6 +4,14 @@
     python experiments/bench_potential_accuracy.py --set general --model nequip
     python experiments/bench_potential_accuracy.py --set mil53-md --teacher sevennet-0-jax \
         --channels 32 --l-max 2 --layers 2        # a larger student: run nequip-c32-l2-n2
+    python experiments/bench_potential_accuracy.py --set general --teacher sevennet-0-jax \
+        --energy-weight 1 --train-fraction 0.5 --epochs 120   # half the training MOFs
+    python experiments/bench_potential_accuracy.py --learning-curve nequip-e1
+
+``--train-fraction F`` keeps a nested fraction of the training MOFs (validation and test
+unchanged; scale ``--epochs`` by 1/F to train the same number of steps), and
+``--learning-curve VARIANT`` fits the test force MAE of those runs against the number of
+training MOFs (a power law, extrapolated to the issue's 80 meV/Å) and plots it.
 
 ``mil53`` (system-specific student): ``experiments/data/mil53-sevennet-0.extxyz`` (built by
 ``build_potential_data.py --set mil53``), split by frame, test on held-out frames (MD
@@ -75,9 +83,11 @@ def variant_name(
     correlation=None,
     energy_weight=None,
     train_fraction=None,
+    monitor=None,
 ) -> str:
     """``nequip``, or with the overridden sizes, energy loss weight and fraction of the
-    training groups: ``nequip-c32-l2-n3``, ``mace-c16-nu3``, ``nequip-e1``, ``nequip-e1-f0.25``."""
+    training groups, and the force-selected model: ``nequip-c32-l2-n3``, ``mace-c16-nu3``,
+    ``nequip-e1``, ``nequip-e1-f0.25``, ``nequip-e1-mf``."""
     parts = [model]
     for prefix, value in (
         ("c", channels),
@@ -89,6 +99,8 @@ def variant_name(
     ):
         if value is not None:
             parts.append(f"{prefix}{value:g}")
+    if monitor == "forces":
+        parts.append("mf")
     return "-".join(parts)
 
 
@@ -109,6 +121,14 @@ def subsample_training(dataset, fraction: float, group=None):
     return dataset.take(keep)
 
 
+def selected_epoch(history: list[dict], monitor: str = "loss") -> int:
+    """The epoch whose parameters ``distill`` saved: the first with the lowest validation
+    loss (``monitor="loss"``) or force MAE (``"forces"``)."""
+    key = {"loss": "loss", "forces": "mae_forces_meV_A"}[monitor]
+    values = [h["val"][key] for h in history]
+    return values.index(min(values))
+
+
 def by_structure(name: str) -> str:
     """Split group of a configuration of the general set: its MOF."""
     return name.split("/")[0]
@@ -124,9 +144,97 @@ def by_window(name: str, window_steps: int = 50) -> str:
     return name
 
 
+def learning_curve(variant: str = "nequip-e1") -> dict:
+    """The general student ``variant`` trained on nested fractions of the training MOFs
+    (``--train-fraction``): test and best validation force MAE against the number of training
+    MOFs, a power law ``MAE = a·N^b`` fitted through the test points, and the N at which it
+    would reach the issue's 80 meV/Å. Each point records the steps it trained and the epoch
+    whose parameters were tested (early stopping can end a run before its planned steps, so
+    the steps are reported, not assumed). Writes
+    ``results/potential_learning_curve_general_<variant>.json`` and ``.png``."""
+    import json
+
+    import numpy as np
+    from _common import RESULTS
+
+    from jmof.plotting import pyplot
+
+    points = []
+    for path in sorted(RESULTS.glob(f"potential_accuracy_general_{variant}*.json")):
+        result = json.loads(path.read_text())
+        suffix = result["model"][len(variant) :]
+        if suffix and not suffix.startswith("-f"):
+            continue  # another variant that shares the prefix
+        fraction = result.get("train_fraction") or 1.0
+        history = json.loads((RUNS / f"potential-general-{result['model']}" / "metrics.json")
+                             .read_text())["history"]  # fmt: skip
+        points.append({
+            "train_fraction": fraction,
+            "n_train_mofs": result.get("n_train_groups"),
+            "n_train_configurations": result["n_train"],
+            "steps": history[-1]["step"],
+            "selected_epoch": selected_epoch(history, result.get("monitor", "loss")),
+            "epochs_trained": len(history),
+            "test_forces_meV_A": result["test"]["forces_meV_A"]["mae"],
+            "test_energy_meV_atom": result["test"]["energy_meV_atom"]["mae"],
+            "best_val_forces_meV_A": min(h["val"]["mae_forces_meV_A"] for h in history),
+            "last_train_forces_meV_A": history[-1]["train"]["mae_forces_meV_A"],
+        })  # fmt: skip
+    if any(p["n_train_mofs"] is None for p in points):  # results written before the count was
+        from jmof.data.labelled import read_extxyz
+
+        dataset = read_extxyz(DATA / "general-sevennet-0-jax.extxyz")
+        for p in points:
+            part = subsample_training(dataset, p["train_fraction"], by_structure)
+            train = part.split(group=by_structure)["train"]
+            p["n_train_mofs"] = len({by_structure(n) for n in train.names})
+    points.sort(key=lambda p: p["n_train_mofs"])
+    n = np.array([p["n_train_mofs"] for p in points], float)
+    summary = {"variant": variant, "points": points}
+    if len(points) >= 2:
+        for key in ("test_forces_meV_A", "best_val_forces_meV_A"):
+            slope, intercept = np.polyfit(np.log(n), np.log([p[key] for p in points]), 1)
+            summary[f"{key}_power_law"] = {
+                "exponent": float(slope),
+                "n_mofs_for_80": float(np.exp((np.log(80.0) - intercept) / slope))
+                if slope < 0
+                else None,
+            }
+    save(f"potential_learning_curve_general_{variant}", summary)
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for key, label, marker in (
+        ("test_forces_meV_A", "test (28 unseen MOFs)", "o"),
+        ("best_val_forces_meV_A", "validation, best epoch (23 MOFs)", "s"),
+        ("last_train_forces_meV_A", "training, last epoch", "^"),
+    ):
+        ax.plot(n, [p[key] for p in points], marker=marker, label=label)
+    for x, p in zip(n, points):
+        ax.annotate(f"{p['steps']:,} steps", (x, p["test_forces_meV_A"]), fontsize=6,
+                    textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    ax.axhline(80.0, color="grey", ls="--", lw=1, label="goal, 80 meV/Å")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training MOFs (5 configurations each)")
+    ax.set_ylabel("force MAE (meV/Å)")
+    ax.set_title(f"general student {variant}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = RESULTS / f"potential_learning_curve_general_{variant}.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--set", choices=("mil53", "mil53-md", "general"), required=True)
+    parser.add_argument("--set", choices=("mil53", "mil53-md", "general"))
+    parser.add_argument(
+        "--learning-curve",
+        metavar="VARIANT",
+        help="summarise the --train-fraction runs of a general student (e.g. nequip-e1)",
+    )
     parser.add_argument("--model", choices=("nequip", "mace"), default="nequip")
     parser.add_argument("--teacher", default="sevennet-0")
     parser.add_argument("--epochs", type=int, default=150)
@@ -148,7 +256,19 @@ def main():
         help="train on this fraction of the training MOFs/frames; validation and test "
         "unchanged (run -f<F>; scale --epochs by 1/F for the same number of steps)",
     )
+    parser.add_argument(
+        "--monitor",
+        choices=("loss", "forces"),
+        default="loss",
+        help="validation metric that picks the saved model and drives early stopping: the "
+        "weighted loss, or the force MAE (run -mf)",
+    )
     args = parser.parse_args()
+    if args.learning_curve:
+        learning_curve(args.learning_curve)
+        return
+    if args.set is None:
+        parser.error("give --set (or --learning-curve VARIANT)")
 
     from jmof.data import enable_compilation_cache
 
@@ -177,6 +297,7 @@ def main():
         args.correlation,
         args.energy_weight,
         args.train_fraction,
+        args.monitor,
     )
     weights = LossWeights()
     if args.energy_weight is not None:
@@ -190,6 +311,7 @@ def main():
         group=group,
         n_epochs=args.epochs,
         batch_nodes=1024,
+        monitor={"loss": "loss", "forces": "mae_forces_meV_A"}[args.monitor],
         stop_after_steps=args.budget_steps,
     )
     if result is None:
@@ -254,6 +376,9 @@ def main():
             "n_train_groups": len({group(n) if group else n for n in train_set.names}),
             "n_val": result.metrics["n_val"],
             "epochs_trained": len(result.metrics["history"]),
+            "monitor": args.monitor,
+            # The epoch whose parameters were saved and tested.
+            "selected_epoch": selected_epoch(result.metrics["history"], args.monitor),
             "test": test,
             "test_md_snapshots": test_md,
             "test_seen_elements": test_seen,

@@ -20,7 +20,8 @@ Contracts for the functions passed in:
     running the model, the batches it has already trained on.
 ``val_batches_fn() -> iterable of batches``
     The validation set, evaluated at the end of every epoch (with the EMA params when EMA is on).
-    Its loss drives early stopping and the choice of the best params.
+    Its loss (or the metric named by ``monitor``) drives early stopping and the choice of the
+    best params.
 
 Exact resume: the checkpoint holds the whole ``TrainState`` (params, optimiser state, step, RNG
 key data, EMA) and, as JSON, the data position ``(epoch, batch_index)``, the early-stopping
@@ -158,6 +159,7 @@ def fit(
     config: Any = None,
     ema_decay: float | None = None,
     patience: int | None = None,
+    monitor: str = "loss",
     log_path: str | os.PathLike | None = None,
     ckpt_every_steps: int = 1000,
     log_every_steps: int = 50,
@@ -179,7 +181,13 @@ def fit(
       in every checkpoint; TypeError before training if it cannot be stored as JSON. A resumed run
       given a different config raises ValueError.
     ema_decay: keep an EMA of params with this decay (e.g. 0.999); None for no EMA.
-    patience: stop after this many epochs without a lower validation loss.
+    patience: stop after this many epochs without a lower validation ``monitor``.
+    monitor: the validation metric (lower is better) that picks the best params and drives
+      ``patience``: ``"loss"`` or any key of ``loss_fn``'s metrics. A loss whose terms are
+      weighted for training can select on a term it weights lightly (a potential's energy
+      error on unseen compositions can dominate its validation loss while the forces still
+      improve); then monitor the metric that matters, e.g. a force MAE. Stored in the
+      checkpoint: a run resumes only with the same monitor.
     log_path: JSON-lines metrics log (default ``ckpt_dir/metrics.jsonl``): one object per
       ``log_every_steps`` steps and per epoch end with ``step``, ``epoch``, ``train`` (metrics
       averaged over the steps since the previous line), ``val`` (at epoch ends) and ``time_s``
@@ -201,6 +209,7 @@ def fit(
         "config": encode_config(config),
         "ema": ema_decay is not None,
         "key_impl": _key_parts(key)[1],
+        "monitor": monitor,
     }
     key_impl = static_meta["key_impl"]
     state = init_state(params, optimizer, key, ema=ema_decay is not None)
@@ -297,12 +306,16 @@ def fit(
                 if val_batches_fn is not None:
                     val = _validate(eval_step, eval_params(state), val_batches_fn(), val_key)
                 log.write(_record(run, val, clock))
+                if val is not None and monitor not in val:
+                    raise KeyError(
+                        f"monitor {monitor!r} is not a validation metric; have {sorted(val)}"
+                    )
                 improved = val is not None and (
-                    run.best_loss is None or val["loss"] < run.best_loss
+                    run.best_loss is None or val[monitor] < run.best_loss
                 )
                 if improved:
                     best = jax.tree.map(jnp.copy, eval_params(state))  # the next step donates
-                run = run.epoch_done(val, improved, patience)
+                run = run.epoch_done(val, improved, patience, monitor)
                 bar.update(epoch_bar, completed=run.epoch, loss=_loss_text(val, "val "))
                 save(run)
     except KeyboardInterrupt:
@@ -337,9 +350,9 @@ class _Run:
     step: int = 0
     epoch: int = 0
     batch_index: int = 0  # batches of `epoch` already trained on
-    best_loss: float | None = None
+    best_loss: float | None = None  # the best validation value of the monitored metric
     best_epoch: int | None = None
-    bad_epochs: int = 0  # epochs since the validation loss last improved
+    bad_epochs: int = 0  # epochs since the monitored validation metric last improved
     stopped_early: bool = False
     history: tuple = ()
     interval: dict = dataclasses.field(default_factory=lambda: _EMPTY)  # since the last log line
@@ -349,7 +362,9 @@ class _Run:
     def advanced(self) -> _Run:
         return dataclasses.replace(self, step=self.step + 1, batch_index=self.batch_index + 1)
 
-    def epoch_done(self, val: dict | None, improved: bool, patience: int | None) -> _Run:
+    def epoch_done(
+        self, val: dict | None, improved: bool, patience: int | None, monitor: str = "loss"
+    ) -> _Run:
         bad = 0 if improved or val is None else self.bad_epochs + 1
         entry = {"epoch": self.epoch, "step": self.step, "train": _mean(self.epoch_acc)}
         entry["val"] = val
@@ -357,7 +372,7 @@ class _Run:
             self,
             epoch=self.epoch + 1,
             batch_index=0,
-            best_loss=val["loss"] if improved else self.best_loss,
+            best_loss=val[monitor] if improved else self.best_loss,
             best_epoch=self.epoch if improved else self.best_epoch,
             bad_epochs=bad,
             stopped_early=patience is not None and bad >= patience,
@@ -511,6 +526,12 @@ def _restore(manager, state: TrainState, static_meta: dict):
         raise ValueError(
             f"{where}: the run used PRNG {meta['key_impl']!r} keys, not "
             f"{static_meta['key_impl']!r}; pass the same kind of key to resume"
+        )
+    if meta.get("monitor", "loss") != static_meta["monitor"]:
+        raise ValueError(
+            f"{where}: the run selected its best params on {meta.get('monitor', 'loss')!r}, "
+            f"not {static_meta['monitor']!r}; resume with the same monitor or start in a new "
+            "ckpt_dir"
         )
     given = static_meta["config"]
     if given is not None and json.dumps(meta["config"], sort_keys=True) != json.dumps(

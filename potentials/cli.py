@@ -30,6 +30,13 @@ def distill(
             "structures) instead of by frame."
         ),
     ] = False,
+    monitor: Annotated[
+        str,
+        typer.Option(
+            help="Validation metric that picks the saved model and stops training early: loss, "
+            "mae_forces_meV_A, rmse_forces_meV_A, mae_energy_meV_atom or mae_stress_GPa."
+        ),
+    ] = "loss",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print test metrics as JSON.")] = False,
 ):
@@ -39,6 +46,10 @@ def distill(
     from potentials import NequIPConfig
     from potentials import distill as run
 
+    metrics = ("loss", "mae_forces_meV_A", "rmse_forces_meV_A", "mae_energy_meV_atom",
+               "mae_stress_GPa")  # fmt: skip
+    if monitor not in metrics:
+        raise CLIError(f"--monitor {monitor!r}: choose one of {', '.join(metrics)}")
     try:
         dataset = read_extxyz(data)
     except (FileNotFoundError, ValueError) as err:
@@ -56,6 +67,7 @@ def distill(
         n_epochs=epochs,
         batch_nodes=batch_nodes,
         learning_rate=learning_rate,
+        monitor=monitor,
         seed=seed,
     )
     test = student.metrics.get("test")

@@ -12,7 +12,8 @@ What :func:`distill` does:
    composition, the energy scale to the training force RMS, and ``avg_num_neighbors`` to the
    mean number of neighbours within the cutoff (:func:`fit_statistics`).
 3. Trains with :func:`jmof.train.fit` (Adam, cosine decay, EMA of the parameters, early
-   stopping on the validation loss, orbax checkpoints that resume exactly) on
+   stopping on the validation loss or another validation metric (``monitor``), orbax
+   checkpoints that resume exactly) on
    ``w_E (ΔE/N)² + w_F |ΔF|² + w_S |Δσ|²`` (eV/atom, eV/Å, GPa).
 4. Saves the best parameters with the config (``out_dir/model``, loadable by :func:`load`,
    ``potentials.ase.JmofCalculator`` and ``jmof.md``) and the test metrics
@@ -263,6 +264,7 @@ def distill(
     learning_rate: float = 5e-3,
     ema_decay: float | None = 0.99,
     patience: int | None = 50,
+    monitor: str = "loss",
     seed: int = 0,
     progress: bool = True,
     plots: bool = True,
@@ -278,6 +280,13 @@ def distill(
         weights: loss weights.
         group: name -> group for the split (all configurations of a group in one split).
         n_epochs, batch_nodes, learning_rate, ema_decay, patience, seed: training settings.
+        monitor: the validation metric that picks the saved parameters and drives
+            ``patience`` (:func:`jmof.train.fit`): ``"loss"`` (the training loss, weighted as
+            in ``weights``) or one of ``"mae_forces_meV_A"``, ``"rmse_forces_meV_A"``,
+            ``"mae_energy_meV_atom"``, ``"mae_stress_GPa"``. Where the validation structures
+            hold compositions the training set barely covers, their energy error can dominate
+            the loss from the first epochs on while the forces keep improving: monitor a force
+            metric there.
         stop_after_steps: train at most this many steps in this call (resumable chunks);
             returns None if training is not finished.
 
@@ -319,6 +328,7 @@ def distill(
         config=config,
         ema_decay=ema_decay,
         patience=patience,
+        monitor=monitor,
         progress=progress,
         stop_after_steps=stop_after_steps,
     )

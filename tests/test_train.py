@@ -95,7 +95,7 @@ def _optimizer():
     return optax.adamw(schedule, weight_decay=1e-3)
 
 
-def _fit(ckpt_dir, batches_fn=_batches_fn, **kwargs):
+def _fit(ckpt_dir, batches_fn=_batches_fn, loss_fn=_loss_fn, **kwargs):
     options = dict(
         optimizer=_optimizer(),
         n_epochs=3,
@@ -110,7 +110,7 @@ def _fit(ckpt_dir, batches_fn=_batches_fn, **kwargs):
     )
     options.update(kwargs)
     params = MODEL.init(jax.random.key(0), X[:1])
-    return train.fit(_loss_fn, params, batches_fn, **options)
+    return train.fit(loss_fn, params, batches_fn, **options)
 
 
 def _log(ckpt_dir):
@@ -238,6 +238,45 @@ def test_early_stopping_returns_best_params(tmp_path):
     # Resuming a run that stopped early does nothing more.
     resumed = _fit(tmp_path / "run", patience=2, **kwargs)
     assert resumed.stopped_early and int(resumed.state.step) == int(result.state.step)
+
+
+def _loss_with_other_fn(params, batch, key):
+    """``_loss_fn`` plus the metric ``"other"``: the squared error against ``batch["y_other"]``."""
+    loss, metrics = _loss_fn(params, batch, key)
+    err = (MODEL.apply(params, batch["x"]) - batch.get("y_other", batch["y"])) ** 2
+    return loss, {**metrics, "other": jnp.sum(err * batch["mask"]) / jnp.sum(batch["mask"])}
+
+
+def _rising_loss_falling_other_fn():
+    # The loss rises after an epoch (targets 0.6 sin(3x), as above); "other" (targets sin(3x),
+    # what the model is trained on) keeps falling.
+    yield {"x": X_VAL, "y": 0.6 * Y_VAL, "y_other": Y_VAL, "mask": np.ones(len(X_VAL), np.float32)}
+
+
+def test_monitor_selects_and_stops_on_the_named_metric(tmp_path):
+    kwargs = dict(
+        loss_fn=_loss_with_other_fn,
+        val_batches_fn=_rising_loss_falling_other_fn,
+        n_epochs=12,
+        ema_decay=None,
+        optimizer=optax.adam(3e-3),
+        patience=2,
+    )
+    by_loss = _fit(tmp_path / "loss", **kwargs)
+    assert by_loss.stopped_early  # the reference: the loss alone stops the run early
+    result = _fit(tmp_path / "other", monitor="other", **kwargs)
+    other = [e["val"]["other"] for e in result.history]
+    losses = [e["val"]["loss"] for e in result.history]
+    best_epoch = int(np.argmin(other))
+    assert len(result.history) > len(by_loss.history)
+    assert best_epoch != int(np.argmin(losses))
+    steps = (best_epoch + 1) * N_BATCHES
+    again = _fit(tmp_path / "again", stop_after_steps=steps, **{**kwargs, "patience": None})
+    _assert_trees_equal(result.best_params, again.state.params)
+    with pytest.raises(ValueError, match="monitor"):
+        _fit(tmp_path / "other", **kwargs)  # resumed with another monitor
+    with pytest.raises(KeyError, match="not a validation metric"):
+        _fit(tmp_path / "typo", monitor="othr", **kwargs)
 
 
 @pytest.mark.parametrize("debug_nans", [False, True])

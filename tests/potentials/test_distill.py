@@ -168,3 +168,7 @@ def test_distill_command_trains_reports_and_refuses_bad_input(labelled, tmp_path
     assert main(["distill", str(tmp_path / "nothing.extxyz"), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "nothing.extxyz" in err and "Traceback" not in err
+    assert main(args + ["--monitor", "force"]) == 1
+    err = capsys.readouterr().err
+    assert "--monitor 'force'" in err and "mae_forces_meV_A" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
