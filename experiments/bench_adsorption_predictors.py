@@ -1,6 +1,6 @@
 """Descriptor baselines for adsorption targets on the labelled CoRE MOFs (issues 4 and 6).
 
-    python experiments/bench_adsorption_predictors.py [--graph] [--budget-steps N]
+    python experiments/bench_adsorption_predictors.py [--graph] [--budget-steps N] [--limit N]
 
 Labels: ``experiments/results/coremof_adsorption.csv`` (built by ``build_adsorption_data.py``;
 whatever part of CoRE MOF 2019-ASR it covers so far). Targets: log10 K_H of CH4, Kr and Xe at
@@ -23,7 +23,11 @@ chunks under ``experiments/runs/adsorption-cgcnn-<n labelled>/`` (``--budget-ste
 after that many steps; the same command continues), and its test metrics are added as a row.
 
 Writes ``experiments/results/adsorption_predictors.json`` (test MAE and R² per target and
-feature set, and the number of structures).
+feature set, and the number of structures); with ``--limit N`` only the first N labelled
+structures are used (a fixed uniform subset while the build goes on) and the results go to
+``adsorption_predictors_n<N>.json``. Labels whose Widom estimate has not converged
+(``MAX_KH_REL_ERR``, ``MAX_QST_ERR``) are left out of training and scoring, target by target;
+``--all-labels`` keeps them (suffix ``-all``).
 """
 
 from __future__ import annotations
@@ -40,18 +44,43 @@ GUESTS = ("CH4", "Kr", "Xe")
 TARGETS = tuple(f"log10_kh_{g}" for g in GUESTS) + tuple(f"qst_{g}" for g in GUESTS)
 GEOMETRY = ("lcd", "pld", "lfpd", "asa_m2_g", "asa_m2_cm3", "av_vf", "gvf", "he_vf")
 R = 8.314462618
+# Labels whose Widom estimate is not converged are masked (NaN) in training and scoring: a
+# structure that a guest barely enters gets K_H from a few insertions (log10 K_H down to -30,
+# q_st down to -300 kJ/mol in the raw labels), noise that no model can predict.
+MAX_KH_REL_ERR = 0.2  # 1σ relative error of K_H (0.09 in log10 K_H)
+MAX_QST_ERR = 1.0  # kJ/mol, 1σ
 RUNS = Path(__file__).parent / "runs"
 
 
-def load_labels() -> dict[str, dict[str, float]]:
+def load_labels(limit: int | None = None) -> dict[str, dict[str, float]]:
+    """The label rows by name; with ``limit`` the first ``limit`` rows (the build labels in
+    name-hash order, so any prefix is a uniform sample of 2019-ASR)."""
     with open(RESULTS / "coremof_adsorption.csv") as f:
-        return {
-            row["name"]: {k: float(v) for k, v in row.items() if k != "name"}
-            for row in csv.DictReader(f)
-        }
+        rows = list(csv.DictReader(f))
+    if limit is not None:
+        if limit > len(rows):
+            raise SystemExit(f"--limit {limit}: only {len(rows)} structures are labelled")
+        rows = rows[:limit]
+    return {row["name"]: {k: float(v) for k, v in row.items() if k != "name"} for row in rows}
 
 
-def graph_network(dataset, names, Y, budget_steps):
+def label_matrix(rows: list[dict], converged: bool = True) -> np.ndarray:
+    """[n, 6] log10 K_H (mol kg⁻¹ Pa⁻¹) and q_st (kJ/mol) of CH4, Kr, Xe; with ``converged``
+    NaN where the estimate's 1σ error exceeds ``MAX_KH_REL_ERR`` (relative, K_H; both targets
+    of that guest) or ``MAX_QST_ERR`` (q_st)."""
+    Y = np.full((len(rows), len(TARGETS)), np.nan)
+    for i, r in enumerate(rows):
+        for k, g in enumerate(GUESTS):
+            kh, qst = r[f"kh_{g}"], r[f"qst_{g}"]
+            ok = kh > 0 and r[f"kh_{g}_err"] <= MAX_KH_REL_ERR * kh
+            if ok or not converged:
+                Y[i, k] = np.log10(max(kh, 1e-30))
+            if (ok and r[f"qst_{g}_err"] <= MAX_QST_ERR) or not converged:
+                Y[i, len(GUESTS) + k] = qst
+    return Y
+
+
+def graph_network(dataset, names, Y, budget_steps, suffix=""):
     """Test metrics of a CGCNN trained on ``names`` (targets ``Y`` [n, 6]), or None while the
     run is unfinished."""
     from bench_predictor_accuracy import epochs_for
@@ -68,7 +97,7 @@ def graph_network(dataset, names, Y, budget_steps):
     )
     n_train = sum(split_of(n) == "train" for n in names)
     epochs = epochs_for(n_train, 15)
-    out = RUNS / f"adsorption-cgcnn-{len(names)}"
+    out = RUNS / f"adsorption-cgcnn-{len(names)}{suffix}"
     model = predictors.fit(
         data, TARGETS, kinds=("regression",) * len(TARGETS), out_dir=out, n_epochs=epochs,
         stop_after_steps=budget_steps,
@@ -90,8 +119,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--graph", action="store_true", help="also train the graph network")
     parser.add_argument("--budget-steps", type=int, default=None)
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use the first N labelled structures (results in adsorption_predictors_n<N>.json)",
+    )
+    parser.add_argument(
+        "--all-labels",
+        action="store_true",
+        help="keep unconverged Widom labels (results and runs with the suffix -all)",
+    )
     args = parser.parse_args()
-    labels = load_labels()
+    labels = load_labels(args.limit)
+    suffix = "-all" if args.all_labels else ""
+    result_name = "adsorption_predictors" + (f"_n{args.limit}" if args.limit else "") + suffix
     dataset = coremof.load("2019-ASR", progress=False)
     X_all, _ = cached_features(dataset)
     index = {n: k for k, n in enumerate(dataset.names)}
@@ -102,13 +144,22 @@ def main():
     hist_cols = sorted((k for k in rows[0] if k.startswith("hist_CH4_")), key=lambda k: int(k[9:]))
     abf = np.array([r["kh_CH4"] * R * 298.0 * r["density"] * 1000.0 for r in rows])
     X_ads = np.column_stack([np.array([[r[k] for k in hist_cols] for r in rows]), abf])
-    Y = np.array(
-        [[np.log10(max(r[f"kh_{g}"], 1e-30)) for g in GUESTS] + [r[f"qst_{g}"] for g in GUESTS]
-         for r in rows]
-    )  # fmt: skip
+    Y = label_matrix(rows, converged=not args.all_labels)
     split = np.array([split_of(n) for n in names])
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-    results = {"n_labelled": len(names), "split": [len(train), len(val), len(test)], "rows": []}
+    results = {
+        "n_labelled": len(names),
+        "split": [len(train), len(val), len(test)],
+        "converged_only": not args.all_labels,
+        "max_kh_rel_err": MAX_KH_REL_ERR,
+        "max_qst_err_kJ_mol": MAX_QST_ERR,
+        # Structures with a label per target, by split (train, val, test).
+        "n_per_target": {
+            t: [int(np.isfinite(Y[part, k]).sum()) for part in (train, val, test)]
+            for k, t in enumerate(TARGETS)
+        },
+        "rows": [],
+    }
     feature_sets = {
         "RACs + cell": X_rac,
         "+ geometry": np.column_stack([X_rac, X_geo]),
@@ -122,15 +173,15 @@ def main():
         metrics = evaluate(Y[test][:, cols], predict(model, X[test]), kinds, targets)
         results["rows"].append({"features": label, "n_features": X.shape[1], "metrics": metrics})
         print(label, {t: (round(m["mae"], 3), round(m["r2"], 3)) for t, m in metrics.items()})
-    save("adsorption_predictors", results)
+    save(result_name, results)
     if args.graph:
-        row = graph_network(dataset, names, Y, args.budget_steps)
+        row = graph_network(dataset, names, Y, args.budget_steps, suffix)
         if row is None:
             return
         results["rows"].append(row)
         print(row["features"], {t: (round(m["mae"], 3), round(m["r2"], 3))
                                 for t, m in row["metrics"].items()})  # fmt: skip
-        save("adsorption_predictors", results)
+        save(result_name, results)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,24 @@ def fit_statistics(dataset: Dataset, elements: Sequence[int], cutoff: float) -> 
     }
 
 
+def _resumed_statistics(ckpt_dir: Path, config_type: type, stats: dict) -> dict:
+    """The fitted statistics stored with the run in ``ckpt_dir``, or {} for a new run.
+
+    A resumed run keeps the statistics it started with: the least-squares energy shifts of
+    elements that always come in the same ratio (H and Al in MIL-53) are fixed only by the
+    ridge, and another machine's linear algebra gives them in other last digits, which made
+    the stored config differ from the refitted one and refused the resume."""
+    if not ckpt_dir.is_dir():
+        return {}
+    try:
+        stored, _ = checkpoint.load(ckpt_dir)
+    except ValueError:  # not a checkpoint yet: jmof.train.fit says what is wrong with it
+        return {}
+    if not isinstance(stored, config_type):
+        return {}
+    return {name: getattr(stored, name) for name in stats}
+
+
 # --- loss --------------------------------------------------------------------------------------
 
 
@@ -303,6 +321,7 @@ def distill(
     if config is not None and not set(elements) <= set(config.elements):
         base = dataclasses.replace(base, elements=tuple(elements), atomic_energies=None)
     stats = fit_statistics(train_set, base.elements, base.cutoff)
+    stats = {**stats, **_resumed_statistics(out_dir / CHECKPOINT_DIR, type(base), stats)}
     config = dataclasses.replace(base, **stats)
 
     loader_args = dict(

@@ -172,3 +172,26 @@ def test_distill_command_trains_reports_and_refuses_bad_input(labelled, tmp_path
     err = capsys.readouterr().err
     assert "--monitor 'force'" in err and "mae_forces_meV_A" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_keeps_the_statistics_it_started_with(labelled, tmp_path, monkeypatch):
+    import sys
+
+    module = sys.modules["potentials.distill"]  # the package exports a function of that name
+
+    config = NequIPConfig(elements=(18, 36), cutoff=CUTOFF, channels=4, l_max=1, n_layers=1)
+    options = dict(out_dir=tmp_path, config=config, n_epochs=2, batch_nodes=128, plots=False,
+                   progress=False)  # fmt: skip
+    assert distill(labelled, stop_after_steps=3, **options) is None
+    fitted = fit_statistics(labelled.split()["train"], (18, 36), CUTOFF)
+    # Another machine: the same fit in other last digits.
+    shifts = tuple(e * (1 + 1e-9) for e in fitted["atomic_energies"])
+    moved = {**fitted, "atomic_energies": shifts}
+    monkeypatch.setattr(module, "fit_statistics", lambda *args: moved)
+    student = distill(labelled, **options)
+    assert student is not None
+    assert student.config.atomic_energies == fitted["atomic_energies"]
+    # Without the fix the refit is taken, and the resume is refused: the test can fail.
+    monkeypatch.setattr(module, "_resumed_statistics", lambda *args: {})
+    with pytest.raises(ValueError, match="resume with the same config"):
+        distill(labelled, **{**options, "n_epochs": 3})
