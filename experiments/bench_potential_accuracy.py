@@ -121,11 +121,14 @@ def subsample_training(dataset, fraction: float, group=None):
     return dataset.take(keep)
 
 
+# --monitor: the validation metric of distill(monitor=) that each choice selects on.
+MONITOR_METRICS = {"loss": "loss", "forces": "mae_forces_meV_A"}
+
+
 def selected_epoch(history: list[dict], monitor: str = "loss") -> int:
     """The epoch whose parameters ``distill`` saved: the first with the lowest validation
     loss (``monitor="loss"``) or force MAE (``"forces"``)."""
-    key = {"loss": "loss", "forces": "mae_forces_meV_A"}[monitor]
-    values = [h["val"][key] for h in history]
+    values = [h["val"][MONITOR_METRICS[monitor]] for h in history]
     return values.index(min(values))
 
 
@@ -258,7 +261,7 @@ def main():
     )
     parser.add_argument(
         "--monitor",
-        choices=("loss", "forces"),
+        choices=tuple(MONITOR_METRICS),
         default="loss",
         help="validation metric that picks the saved model and drives early stopping: the "
         "weighted loss, or the force MAE (run -mf)",
@@ -311,7 +314,7 @@ def main():
         group=group,
         n_epochs=args.epochs,
         batch_nodes=1024,
-        monitor={"loss": "loss", "forces": "mae_forces_meV_A"}[args.monitor],
+        monitor=MONITOR_METRICS[args.monitor],
         stop_after_steps=args.budget_steps,
     )
     if result is None:

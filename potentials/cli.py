@@ -45,11 +45,10 @@ def distill(
     from jmof.data.labelled import read_extxyz
     from potentials import NequIPConfig
     from potentials import distill as run
+    from potentials.distill import MONITORS
 
-    metrics = ("loss", "mae_forces_meV_A", "rmse_forces_meV_A", "mae_energy_meV_atom",
-               "mae_stress_GPa")  # fmt: skip
-    if monitor not in metrics:
-        raise CLIError(f"--monitor {monitor!r}: choose one of {', '.join(metrics)}")
+    if monitor not in MONITORS:
+        raise CLIError(f"--monitor {monitor!r}: choose one of {', '.join(MONITORS)}")
     try:
         dataset = read_extxyz(data)
     except (FileNotFoundError, ValueError) as err:

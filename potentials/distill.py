@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 TARGETS = ("energy",) + STRESS_KEYS
+# What ``distill(monitor=)`` can select on: the loss and the validation metrics of loss_fn.
+MONITORS = ("loss", "mae_forces_meV_A", "rmse_forces_meV_A", "mae_energy_meV_atom",
+            "mae_stress_GPa")  # fmt: skip
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -300,8 +303,8 @@ def distill(
         n_epochs, batch_nodes, learning_rate, ema_decay, patience, seed: training settings.
         monitor: the validation metric that picks the saved parameters and drives
             ``patience`` (:func:`jmof.train.fit`): ``"loss"`` (the training loss, weighted as
-            in ``weights``) or one of ``"mae_forces_meV_A"``, ``"rmse_forces_meV_A"``,
-            ``"mae_energy_meV_atom"``, ``"mae_stress_GPa"``. Where the validation structures
+            in ``weights``) or another of ``MONITORS`` (ValueError before training for any
+            other name). Where the validation structures
             hold compositions the training set barely covers, their energy error can dominate
             the loss from the first epochs on while the forces keep improving: monitor a force
             metric there.
@@ -311,6 +314,8 @@ def distill(
     Returns:
         The :class:`Potential` with its test metrics, or None (see ``stop_after_steps``).
     """
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor {monitor!r}: choose one of {', '.join(MONITORS)}")
     out_dir = Path(out_dir)
     parts = dataset.split(group=group)
     train_set, val_set, test_set = parts["train"], parts["val"], parts["test"]

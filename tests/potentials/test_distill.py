@@ -195,3 +195,9 @@ def test_resume_keeps_the_statistics_it_started_with(labelled, tmp_path, monkeyp
     monkeypatch.setattr(module, "_resumed_statistics", lambda *args: {})
     with pytest.raises(ValueError, match="resume with the same config"):
         distill(labelled, **{**options, "n_epochs": 3})
+
+
+def test_an_unknown_monitor_is_refused_before_training(labelled, tmp_path):
+    with pytest.raises(ValueError, match="monitor 'force': choose one of loss, mae_forces_meV_A"):
+        distill(labelled, out_dir=tmp_path / "run", monitor="force", progress=False)
+    assert not (tmp_path / "run").exists()
