@@ -45,6 +45,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax_md import dataclasses as jmd_dataclasses
 from jax_md import partition, quantity, simulate, space
 
 from jmof.data.cache import save_npz
@@ -56,6 +57,7 @@ __all__ = [
     "BOLTZMANN_EV_PER_K",
     "TIME_UNIT_FS",
     "MDResult",
+    "Neighbors",
     "SimulationError",
     "System",
     "run_npt",
@@ -87,7 +89,9 @@ class System(NamedTuple):
     Attributes:
         energy_fn: ``energy_fn(R, neighbor, box=None, perturbation=None) -> eV``, R [N, 3]
           fractional; what ``jax_md.simulate.*`` and ``jax_md.quantity.*`` call.
-        neighbor_fn: JAX-MD sparse neighbour-list functions at ``cutoff + skin``.
+        neighbor_fn: ``allocate(R, extra_capacity=0, pair_capacity=None, box=None)`` and
+          ``update(R, neighbors, box=None)`` of :class:`Neighbors`, like JAX-MD's
+          ``NeighborListFns`` (``neighbors.update(R, box=None)`` works too).
         displacement_fn, shift_fn: of ``jax_md.space.periodic_general`` (fractional).
         box: [3, 3] Å, JAX-MD's box: columns are the lattice vectors (``crystal.cell.T``).
         positions: [N, 3] fractional, wrapped into [0, 1).
@@ -95,6 +99,7 @@ class System(NamedTuple):
         crystal: the simulated crystal (after replication).
         repeats: (3,) the replication applied to the input crystal.
         cutoff, skin: Å.
+        capacity_multiplier: spare room of the pairs within the cutoff (:class:`Neighbors`).
     """
 
     energy_fn: Callable
@@ -108,6 +113,71 @@ class System(NamedTuple):
     repeats: tuple[int, int, int]
     cutoff: float
     skin: float
+    capacity_multiplier: float
+
+
+@jmd_dataclasses.dataclass
+class Neighbors:
+    """A JAX-MD neighbour list, of which the potential only evaluates the pairs within the cutoff.
+
+    JAX-MD's sparse list (``verlet``) holds the pairs within ``cutoff + skin`` and is rebuilt
+    only when an atom has moved ``skin / 2``; at 5 + 0.5 Å it lists about 1.3× the pairs within
+    the cutoff, plus its spare room. The energy function packs the pairs of that list that are
+    within the cutoff *at the positions it is called with* into ``capacity`` edges (same order,
+    padding index N), so that a model whose cost is per edge pays only for the edges that
+    contribute, and no pair is missed between updates. :meth:`update` counts those pairs, so
+    that an overflow of ``capacity`` at the positions of a step is reported by the next update
+    (``did_buffer_overflow``), as JAX-MD reports its own.
+
+    Attributes:
+        verlet: JAX-MD sparse neighbour list at ``cutoff + skin``.
+        count: [] int, the most pairs within the cutoff seen by an update since allocation.
+        box: [3, 3] Å, the box of the last update (JAX-MD's: lattice vectors as columns).
+        capacity: packed pairs (static).
+        cutoff: Å (static).
+    """
+
+    verlet: partition.NeighborList
+    count: jax.Array
+    box: jax.Array
+    capacity: int = jmd_dataclasses.static_field()
+    cutoff: float = jmd_dataclasses.static_field()
+
+    def update(self, position: jax.Array, **kwargs) -> Neighbors:
+        """Update the Verlet list (rebuilt only if needed) and count the pairs within the
+        cutoff; ``box=`` as for JAX-MD's ``update`` (NPT)."""
+        box = kwargs.get("box", self.box)
+        verlet = self.verlet.update(position, **kwargs)
+        count = jnp.sum(_within(verlet.idx, position, box, self.cutoff), dtype=jnp.int32)
+        return dataclasses.replace(
+            self, verlet=verlet, count=jnp.maximum(count, self.count), box=jnp.asarray(box)
+        )
+
+    @property
+    def did_buffer_overflow(self) -> jax.Array:
+        return self.verlet.did_buffer_overflow | (self.count > self.capacity)
+
+
+def _within(idx: jax.Array, position: jax.Array, box: jax.Array, cutoff: float) -> jax.Array:
+    """[E] bool: which pairs of a sparse list (receivers, senders; padding index N) are closer
+    than ``cutoff`` Å at fractional ``position`` [N, 3] in ``box``."""
+    idx, position, box = (jax.lax.stop_gradient(x) for x in (idx, position, box))
+    n = position.shape[0]
+    padded = jnp.concatenate([position, jnp.zeros((1, 3), position.dtype)])
+    delta = padded[idx[0]] - padded[idx[1]]
+    delta = (delta - jnp.round(delta)) @ jnp.asarray(box, position.dtype).T  # minimum image, Å
+    return (idx[0] < n) & (jnp.sum(delta**2, axis=-1) < cutoff**2)
+
+
+def _pack(neighbors: Neighbors, position: jax.Array, box: jax.Array) -> jax.Array:
+    """[2, capacity] the pairs of ``neighbors.verlet`` within the cutoff at ``position`` in
+    ``box``, in their order, padded with N (those beyond ``capacity`` are dropped: the next
+    update reports the overflow)."""
+    idx = neighbors.verlet.idx
+    within = _within(idx, position, box, neighbors.cutoff)
+    (where,) = jnp.nonzero(within, size=neighbors.capacity, fill_value=0)
+    keep = jnp.arange(neighbors.capacity) < jnp.sum(within)
+    return jnp.where(keep, idx[:, where], position.shape[0]).astype(idx.dtype)
 
 
 @dataclasses.dataclass
@@ -180,6 +250,26 @@ def _graph(species, R, box, idx, perturbation) -> Graph:
     )
 
 
+def _pair_displacement(box: jax.Array) -> Callable:
+    """Minimum-image displacement in Å of fractional positions, ``dR(Ra, Rb, box=box)``, for
+    JAX-MD's neighbour list: what ``space.periodic_general(box, fractional_coordinates=True)``
+    returns, with the box applied as a sum of three products instead of an ``einsum``. Under
+    ``jit`` in float64, XLA on the CPU (jaxlib 0.10.2) returns wrong squared norms of the vmapped
+    ``einsum`` beyond the first 16,384 pairs, which JAX-MD's neighbour-list search vmaps over
+    N² candidate pairs: for an orthorhombic argon crystal of 192 atoms it missed 1,213 of 2,304
+    pairs and listed 1,792 farther than the cutoff (``tests/test_md.py``)."""
+
+    def displacement_fn(Ra, Rb, **kwargs):
+        lattice = jnp.asarray(kwargs.get("box", box))  # columns are lattice vectors
+        d = Ra - Rb
+        d = d - jnp.round(d)
+        return (
+            d[..., 0:1] * lattice[:, 0] + d[..., 1:2] * lattice[:, 1] + d[..., 2:3] * lattice[:, 2]
+        )
+
+    return displacement_fn
+
+
 def system(
     apply_fn: Callable,
     params,
@@ -187,7 +277,7 @@ def system(
     *,
     cutoff: float,
     skin: float = 0.5,
-    capacity_multiplier: float = 1.25,
+    capacity_multiplier: float = 1.1,
     dtype=None,
 ) -> System:
     """Prepare ``crystal`` for JAX-MD with the potential ``apply_fn(params, graph) -> [G]``.
@@ -197,11 +287,13 @@ def system(
         crystal: periodic in all three directions.
         cutoff: Å, the potential's graph cutoff.
         skin: Å, extra radius of the neighbour list; it is rebuilt once an atom has moved
-          ``skin / 2``. The model evaluates every listed pair (those beyond ``cutoff`` are
-          masked), so a thin skin is fast: at 5 Å, 1 Å of skin lists 1.7× the pairs within
-          the cutoff and 0.5 Å 1.3×, while the more frequent rebuilds stay cheap (a pair
-          search inside the compiled step, run only when an atom has moved far enough).
-        capacity_multiplier: spare room of the neighbour list (it grows when exceeded).
+          ``skin / 2``. The model only sees the pairs within ``cutoff`` (packed at every
+          step, :class:`Neighbors`), so the skin costs a distance test per listed pair and
+          step, and a thinner one more frequent rebuilds (a pair search inside the compiled
+          step, run only when an atom has moved far enough).
+        capacity_multiplier: spare room of the pairs within the cutoff, which the model
+          evaluates (:class:`Neighbors`; the list grows when exceeded). JAX-MD's list at
+          ``cutoff + skin`` keeps its own 1.25.
         dtype: of positions and box; default float64 if enabled, else float32.
     """
     if not all(crystal.pbc):
@@ -214,25 +306,37 @@ def system(
     species = jnp.asarray(big.species, jnp.int32)
     displacement_fn, shift_fn = space.periodic_general(box, fractional_coordinates=True)
     n_atoms = big.n_atoms
-    neighbor_fn = partition.neighbor_list(
-        displacement_fn,
+    verlet_fn = partition.neighbor_list(
+        _pair_displacement(box),
         box,
         r_cutoff=cutoff,
         dr_threshold=skin,
-        capacity_multiplier=capacity_multiplier,
+        capacity_multiplier=1.25,
         fractional_coordinates=True,
         format=partition.Sparse,
         disable_cell_list=n_atoms < 2048,
     )
 
+    def allocate(R, extra_capacity=0, pair_capacity=None, **kwargs) -> Neighbors:
+        """``extra_capacity`` for JAX-MD's list; ``pair_capacity``: at least this many packed
+        pairs (default: ``capacity_multiplier`` × those within the cutoff at ``R``)."""
+        now = jnp.asarray(kwargs.get("box", box))
+        verlet = verlet_fn.allocate(R, extra_capacity=extra_capacity, **kwargs)
+        count = jnp.sum(_within(verlet.idx, R, now, cutoff), dtype=jnp.int32)
+        capacity = max(math.ceil(capacity_multiplier * int(count)), pair_capacity or 0, 1)
+        return Neighbors(verlet, count, now, capacity, float(cutoff))
+
+    def update(R, neighbors, **kwargs) -> Neighbors:
+        return neighbors.update(R, **kwargs)
+
     def energy_fn(R, neighbor, box=box, perturbation=None, **unused):
         del unused
-        graph = _graph(species, R, box, neighbor.idx, perturbation)
+        graph = _graph(species, R, box, _pack(neighbor, R, box), perturbation)
         return apply_fn(params, graph)[0]
 
     return System(
         energy_fn=energy_fn,
-        neighbor_fn=neighbor_fn,
+        neighbor_fn=partition.NeighborListFns(allocate, update),
         displacement_fn=displacement_fn,
         shift_fn=shift_fn,
         box=box,
@@ -242,6 +346,7 @@ def system(
         repeats=repeats,
         cutoff=float(cutoff),
         skin=float(skin),
+        capacity_multiplier=float(capacity_multiplier),
     )
 
 
@@ -437,13 +542,18 @@ def _run(
 
     @jax.jit
     def chunk(state, nbrs):
+        def update(state, nbrs):
+            box = _box_of(state, system, npt)
+            return nbrs.update(state.position, box=box) if npt else nbrs.update(state.position)
+
         def body(_, carry):
             state, nbrs = carry
-            box = _box_of(state, system, npt)
-            nbrs = nbrs.update(state.position, box=box) if npt else nbrs.update(state.position)
+            nbrs = update(state, nbrs)
             return apply(state, neighbor=nbrs), nbrs
 
-        return jax.lax.fori_loop(0, log_every, body, (state, nbrs))
+        # The last update counts the pairs at the positions of the chunk's last forces.
+        state, nbrs = jax.lax.fori_loop(0, log_every, body, (state, nbrs))
+        return state, update(state, nbrs)
 
     @jax.jit
     def observe(state, nbrs):
@@ -501,16 +611,18 @@ def _run(
 
     def checkpoint(step, state, nbrs) -> int:
         if restart is not None:
-            _save_restart(restart, state, step, log, reallocations, int(nbrs.idx.shape[-1]))
+            capacities = (int(nbrs.verlet.idx.shape[-1]), nbrs.capacity)
+            _save_restart(restart, state, step, log, reallocations, *capacities)
         return step
 
     if resuming:
-        state, step, loaded, reallocations, capacity = _load_restart(restart, state)
+        state, step, loaded, reallocations, capacity, pairs = _load_restart(restart, state)
         log.update({k: list(v) for k, v in loaded.items()})
-        grow = capacity - int(nbrs.idx.shape[-1])
+        grow = capacity - int(nbrs.verlet.idx.shape[-1])
         nbrs = system.neighbor_fn.allocate(
             state.position,
             extra_capacity=max(grow, 0),
+            pair_capacity=pairs,
             **({"box": _box_of(state, system, npt)} if npt else {}),
         )
         if path is not None:
@@ -527,13 +639,21 @@ def _run(
         while step < steps:
             new_state, new_nbrs = chunk(state, nbrs)
             if bool(new_nbrs.did_buffer_overflow):
-                # Rerun the chunk from its start with a larger list; grow by a quarter of the
-                # old capacity per overflow so that repeated overflows cannot loop forever.
+                # Rerun the chunk from its start with larger lists. JAX-MD's grows by a quarter
+                # of its capacity per overflow, so that repeated overflows cannot loop forever;
+                # the packed pairs by their spare room over the most seen in the chunk (a count
+                # that JAX-MD's overflow leaves too low, then the next overflow corrects it).
                 reallocations += 1
-                capacity = int(nbrs.idx.shape[-1])
+                verlet = nbrs.verlet.idx.shape[-1]
                 nbrs = system.neighbor_fn.allocate(
                     state.position,
-                    extra_capacity=max(capacity // 4, 8) * reallocations,
+                    extra_capacity=max(verlet // 4, 8) * reallocations
+                    if bool(new_nbrs.verlet.did_buffer_overflow)
+                    else 0,
+                    pair_capacity=max(
+                        nbrs.capacity,
+                        math.ceil(system.capacity_multiplier * int(new_nbrs.count)),
+                    ),
                     **({"box": _box_of(state, system, npt)} if npt else {}),
                 )
                 continue
@@ -585,21 +705,25 @@ def restart_steps(path: str | Path | None) -> int:
         return int(data["step"])
 
 
-def _save_restart(path: Path, state, step: int, log: dict, reallocations: int, capacity: int):
+def _save_restart(
+    path: Path, state, step: int, log: dict, reallocations: int, capacity: int, pairs: int
+):
     """Write the integrator state (every pytree leaf; PRNG keys as their raw data), the step,
-    the log and the neighbour-list capacity to ``path``, replacing it atomically."""
+    the log and the capacities of the neighbour list (JAX-MD's, and of the packed pairs) to
+    ``path``, replacing it atomically."""
     arrays = {}
     for k, leaf in enumerate(jax.tree.leaves(state)):
         arrays[f"key_{k}" if _is_key(leaf) else f"leaf_{k}"] = np.asarray(
             jax.random.key_data(leaf) if _is_key(leaf) else leaf
         )
     arrays |= {f"log_{k}": np.asarray(v, np.float64) for k, v in log.items()}
-    arrays |= dict(step=step, reallocations=reallocations, capacity=capacity)
+    arrays |= dict(step=step, reallocations=reallocations, capacity=capacity, pairs=pairs)
     save_npz(path, **arrays)
 
 
 def _load_restart(path: Path, template):
-    """``(state, step, log, reallocations, capacity)`` from a file of :func:`_save_restart`;
+    """``(state, step, log, reallocations, capacity, pairs)`` from a file of
+    :func:`_save_restart` (``pairs`` is None in files written before pairs were packed);
     ``template`` is a fresh state of the same run, which fixes the pytree structure."""
     leaves, treedef = jax.tree.flatten(template)
     with np.load(path) as data:
@@ -631,7 +755,8 @@ def _load_restart(path: Path, template):
         step, reallocations, capacity = (
             int(data[k]) for k in ("step", "reallocations", "capacity")
         )
-    return jax.tree.unflatten(treedef, restored), step, log, reallocations, capacity
+        pairs = int(data["pairs"]) if "pairs" in data else None
+    return jax.tree.unflatten(treedef, restored), step, log, reallocations, capacity, pairs
 
 
 def _truncate_trajectory(path: Path, step: int) -> None:

@@ -152,6 +152,47 @@ def test_npt_expands_a_compressed_crystal_to_the_target_pressure(x64, params):
     np.testing.assert_allclose(result.crystal.volume, volume[-1], rtol=1e-10)
 
 
+def test_the_model_sees_exactly_the_pairs_within_the_cutoff(x64, params):
+    """The energy function evaluates the listed pairs within the cutoff at the positions it
+    is given (none missed between updates), in a packed list shorter than JAX-MD's; an
+    overflow of either list is reported."""
+    # Orthorhombic, replicated to 192 atoms: JAX-MD's own displacement gets this list wrong
+    # in float64 (jmof.md._pair_displacement). Compressed so that the second shell (a = 4.55
+    # Å) straddles the cutoff.
+    compressed = argon(a=4.55, repeats=(2, 2, 3), seed=8)
+    system = md.system(LJ.apply, params, compressed, cutoff=CUTOFF, skin=1.0)
+    crystal = system.crystal
+    assert system.repeats == (2, 2, 1) and crystal.n_atoms == 192
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    n_pairs = len(radius_graph(crystal, CUTOFF).senders)  # both directions, like JAX-MD's
+    assert int(nbrs.count) == n_pairs
+    assert nbrs.capacity == int(np.ceil(1.1 * n_pairs)) < nbrs.verlet.idx.shape[1]
+    assert not bool(nbrs.did_buffer_overflow)
+    # Moves of up to 0.12 Å (< skin / 2: no rebuild) take pairs across the cutoff both ways.
+    rng = np.random.default_rng(9)
+    moved = Crystal(
+        crystal.species,
+        crystal.positions + rng.uniform(-0.07, 0.07, (crystal.n_atoms, 3)),
+        crystal.cell,
+    )
+    assert len(radius_graph(moved, CUTOFF).senders) != n_pairs
+    R = jnp.asarray(np.mod(moved.frac_positions, 1.0))
+    updated = system.neighbor_fn.update(R, nbrs)
+    assert not bool(updated.did_buffer_overflow)
+    np.testing.assert_array_equal(updated.verlet.reference_position, nbrs.verlet.reference_position)
+    ref = _reference(moved, params)
+    np.testing.assert_allclose(system.energy_fn(R, updated), ref.energy[0], rtol=1e-12)
+    forces = -jax.grad(system.energy_fn)(R, updated)
+    np.testing.assert_allclose(forces, ref.forces[: moved.n_atoms], rtol=1e-9, atol=1e-12)
+    # Too little room for the packed pairs, or a compression JAX-MD's list cannot hold.
+    tight = md.system(LJ.apply, params, crystal, cutoff=CUTOFF, skin=1.0, capacity_multiplier=0.9)
+    assert tight.repeats == (1, 1, 1)
+    small = tight.neighbor_fn.allocate(tight.positions)
+    assert bool(small.did_buffer_overflow) and not bool(small.verlet.did_buffer_overflow)
+    squeezed = system.neighbor_fn.update(0.5 + 0.8 * (system.positions - 0.5), nbrs)
+    assert bool(squeezed.verlet.did_buffer_overflow) and bool(squeezed.did_buffer_overflow)
+
+
 def test_neighbor_list_grows_when_it_overflows(x64, params):
     system = md.system(
         LJ.apply, params, argon(seed=5), cutoff=CUTOFF, skin=0.2, capacity_multiplier=1.0
