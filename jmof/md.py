@@ -91,7 +91,8 @@ class System(NamedTuple):
           fractional; what ``jax_md.simulate.*`` and ``jax_md.quantity.*`` call.
         neighbor_fn: ``allocate(R, extra_capacity=0, pair_capacity=None, box=None)`` and
           ``update(R, neighbors, box=None)`` of :class:`Neighbors`, like JAX-MD's
-          ``NeighborListFns`` (``neighbors.update(R, box=None)`` works too).
+          ``NeighborListFns`` (``neighbors.update(R, box=None)`` works too); both capacities
+          count pairs.
         displacement_fn, shift_fn: of ``jax_md.space.periodic_general`` (fractional).
         box: [3, 3] Å, JAX-MD's box: columns are the lattice vectors (``crystal.cell.T``).
         positions: [N, 3] fractional, wrapped into [0, 1).
@@ -318,10 +319,12 @@ def system(
     )
 
     def allocate(R, extra_capacity=0, pair_capacity=None, **kwargs) -> Neighbors:
-        """``extra_capacity`` for JAX-MD's list; ``pair_capacity``: at least this many packed
-        pairs (default: ``capacity_multiplier`` × those within the cutoff at ``R``)."""
+        """``extra_capacity``: pairs of room added to JAX-MD's list (which counts the extra of
+        a sparse list per atom); ``pair_capacity``: at least this many packed pairs (default:
+        ``capacity_multiplier`` × those within the cutoff at ``R``)."""
         now = jnp.asarray(kwargs.get("box", box))
-        verlet = verlet_fn.allocate(R, extra_capacity=extra_capacity, **kwargs)
+        per_atom = math.ceil(extra_capacity / n_atoms)
+        verlet = verlet_fn.allocate(R, extra_capacity=per_atom, **kwargs)
         count = jnp.sum(_within(verlet.idx, R, now, cutoff), dtype=jnp.int32)
         capacity = max(math.ceil(capacity_multiplier * int(count)), pair_capacity or 0, 1)
         return Neighbors(verlet, count, now, capacity, float(cutoff))

@@ -168,6 +168,9 @@ def test_the_model_sees_exactly_the_pairs_within_the_cutoff(x64, params):
     assert int(nbrs.count) == n_pairs
     assert nbrs.capacity == int(np.ceil(1.1 * n_pairs)) < nbrs.verlet.idx.shape[1]
     assert not bool(nbrs.did_buffer_overflow)
+    grown = system.neighbor_fn.allocate(system.positions, extra_capacity=1000, pair_capacity=3000)
+    assert 1000 <= grown.verlet.idx.shape[1] - nbrs.verlet.idx.shape[1] < 1000 + crystal.n_atoms
+    assert grown.capacity == 3000
     # Moves of up to 0.12 Å (< skin / 2: no rebuild) take pairs across the cutoff both ways.
     rng = np.random.default_rng(9)
     moved = Crystal(
