@@ -165,8 +165,7 @@ def _within(idx: jax.Array, position: jax.Array, box: jax.Array, cutoff: float) 
     idx, position, box = (jax.lax.stop_gradient(x) for x in (idx, position, box))
     n = position.shape[0]
     padded = jnp.concatenate([position, jnp.zeros((1, 3), position.dtype)])
-    delta = padded[idx[0]] - padded[idx[1]]
-    delta = (delta - jnp.round(delta)) @ jnp.asarray(box, position.dtype).T  # minimum image, Å
+    delta = _pair_displacement(box)(padded[idx[0]], padded[idx[1]])
     return (idx[0] < n) & (jnp.sum(delta**2, axis=-1) < cutoff**2)
 
 
