@@ -16,10 +16,14 @@ def distill(
         list[Path], typer.Argument(help="extxyz files with energy, forces (and stress) labels.")
     ],
     out: Annotated[Path, typer.Option(help="Output directory (resumes if it holds a run).")],
+    model: Annotated[str, typer.Option(help="Student architecture: nequip or mace.")] = "nequip",
     channels: Annotated[int, typer.Option(help="Channels per irrep.")] = 16,
     l_max: Annotated[int, typer.Option(help="Highest spherical-harmonic degree.")] = 1,
     layers: Annotated[int, typer.Option(help="Interaction blocks.")] = 2,
     cutoff: Annotated[float, typer.Option(help="Cutoff in Å.")] = 5.0,
+    correlation: Annotated[
+        int, typer.Option(help="MACE only: body order ν of the product basis.")
+    ] = 3,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
     batch_nodes: Annotated[int, typer.Option(help="Atoms per batch.")] = 1024,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 5e-3,
@@ -40,23 +44,31 @@ def distill(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print test metrics as JSON.")] = False,
 ):
-    """Distil teacher labels into a NequIP student; writes checkpoints, the model, metrics and
-    a parity plot. The model loads in potentials.ase.JmofCalculator and jmof.md."""
+    """Distil teacher labels into a NequIP or MACE student; writes checkpoints, the model,
+    metrics and a parity plot. The model loads in potentials.ase.JmofCalculator and jmof.md.
+    A rerun with the same --out resumes, loading the programs compiled by the interrupted run
+    from jmof's compilation cache."""
+    from jmof.data import enable_compilation_cache
     from jmof.data.labelled import read_extxyz
-    from potentials import NequIPConfig
+    from potentials import MACEConfig, NequIPConfig
     from potentials import distill as run
     from potentials.distill import MONITORS
 
     if monitor not in MONITORS:
         raise CLIError(f"--monitor {monitor!r}: choose one of {', '.join(MONITORS)}")
+    if model not in ("nequip", "mace"):
+        raise CLIError(f"--model {model!r}: choose nequip or mace")
     try:
         dataset = read_extxyz(data)
     except (FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err
     elements = tuple(sorted({int(z) for c in dataset.crystals for z in set(c.species.tolist())}))
-    config = NequIPConfig(
-        elements=elements, channels=channels, l_max=l_max, n_layers=layers, cutoff=cutoff
-    )
+    sizes = dict(elements=elements, channels=channels, l_max=l_max, n_layers=layers, cutoff=cutoff)
+    if model == "mace":
+        config = MACEConfig(**sizes, correlation=correlation, hidden_l=min(1, l_max))
+    else:
+        config = NequIPConfig(**sizes)
+    enable_compilation_cache()
     group = (lambda name: name.split("/")[0]) if group_by_structure else None
     student = run(
         dataset,

@@ -107,6 +107,61 @@ def test_nve_conserves_energy_and_writes_an_ase_trajectory(x64, params, tmp_path
     )
 
 
+def test_nve_dimer_follows_the_analytic_lennard_jones_oscillation(x64, params, tmp_path):
+    """An argon dimer released at rest from 3.6 Å oscillates in the (shifted) Lennard-Jones
+    well: the total energy stays the analytic V(r₀), the potential energy of every frame is
+    V of its separation, and the period is the quadrature ∮ dr / v(r)."""
+    from scipy.integrate import quad
+
+    epsilon, sigma = ARGON[18]
+
+    def unshifted(r):
+        x6 = (sigma / r) ** 6
+        return 4 * epsilon * (x6 * x6 - x6)
+
+    def pair(r):  # truncated and shifted at the cutoff, like jmof.potential.LennardJones
+        return unshifted(r) - unshifted(CUTOFF)
+
+    r0, box = 3.6, 12.0  # no replica needed: 12 Å > 2 (4.5 + 0.5) Å
+    dimer = Crystal(np.full(2, 18), np.array([[4.0, 6, 6], [4.0 + r0, 6, 6]]), np.eye(3) * box)
+    system = md.system(LJ.apply, params, dimer, cutoff=CUTOFF, skin=0.5)
+    assert system.repeats == (1, 1, 1)
+    path = tmp_path / "dimer.extxyz"
+    result = md.run_nve(system, steps=3000, dt_fs=2.0, temperature_K=0.0, log_every=10,
+                        trajectory=path, traj_every=10, progress=False)  # fmt: skip
+    # Energy: released at rest, so E = V(r₀) throughout (velocity Verlet's error is O(dt²)).
+    np.testing.assert_allclose(result.log["kinetic_eV"][0], 0.0, atol=1e-15)
+    np.testing.assert_allclose(result.log["conserved_eV"], pair(r0), rtol=0, atol=5e-7)
+    frames = ase.io.read(path, ":")
+    separation = np.array([f.get_distance(0, 1, mic=True) for f in frames])
+    energy = np.array([f.get_potential_energy() for f in frames])
+    # extxyz keeps 8 decimals of the positions: 1e-8 Å moves V by < 1e-9 eV here.
+    np.testing.assert_allclose(energy, pair(separation), rtol=0, atol=1e-9)
+    # Turning points: r₀ and the r₁ > r_min with V(r₁) = V(r₀), in (r_min, cutoff).
+    x6 = (1 - np.sqrt(1 + unshifted(r0) / epsilon)) / 2  # 4ε(x² − x) = V(r₀), x = (σ/r₁)⁶
+    r1 = sigma / x6 ** (1 / 6)
+    assert separation.max() == pytest.approx(r1, abs=2e-3) and r1 < CUTOFF
+    mu = 39.948 / 2  # reduced mass, amu
+
+    def dt_dtheta(theta):  # r = mid + half sin θ removes the turning-point singularities
+        mid, half = (r0 + r1) / 2, (r1 - r0) / 2
+        r = mid + half * np.sin(theta)
+        speed = np.sqrt(2 * max(pair(r0) - pair(r), 1e-300) / mu)  # Å per JAX-MD time unit
+        return half * np.cos(theta) / speed
+
+    period_fs = 2 * quad(dt_dtheta, -np.pi / 2, np.pi / 2, limit=200)[0] * md.TIME_UNIT_FS
+    # Measured: the times of the separation's maxima (parabola through each peak's 3 frames).
+    times = np.array([f.info["time_fs"] for f in frames])
+    r = separation
+    peaks = [k for k in range(1, len(r) - 1) if r[k] >= r[k - 1] and r[k] > r[k + 1]]
+    refined = []
+    for k in peaks:
+        a, b, c = separation[k - 1 : k + 2]
+        refined.append(times[k] + 0.5 * (a - c) / (a - 2 * b + c) * (times[1] - times[0]))
+    assert len(refined) >= 3
+    np.testing.assert_allclose(np.diff(refined), period_fs, rtol=5e-5)  # measured 7e-6
+
+
 @pytest.mark.parametrize("thermostat", ["nose-hoover", "langevin"])
 def test_nvt_holds_the_temperature(x64, params, thermostat):
     system = md.system(LJ.apply, params, argon(seed=3), cutoff=CUTOFF, skin=0.5)
@@ -157,7 +212,7 @@ def test_the_model_sees_exactly_the_pairs_within_the_cutoff(x64, params):
     is given (none missed between updates), in a packed list shorter than JAX-MD's; an
     overflow of either list is reported."""
     # Orthorhombic, replicated to 192 atoms: JAX-MD's own displacement gets this list wrong
-    # in float64 (jmof.md._pair_displacement). Compressed so that the second shell (a = 4.55
+    # in float64 (jmof.md._displacement). Compressed so that the second shell (a = 4.55
     # Å) straddles the cutoff.
     compressed = argon(a=4.55, repeats=(2, 2, 3), seed=8)
     system = md.system(LJ.apply, params, compressed, cutoff=CUTOFF, skin=1.0)
@@ -194,6 +249,48 @@ def test_the_model_sees_exactly_the_pairs_within_the_cutoff(x64, params):
     assert bool(small.did_buffer_overflow) and not bool(small.verlet.did_buffer_overflow)
     squeezed = system.neighbor_fn.update(0.5 + 0.8 * (system.positions - 0.5), nbrs)
     assert bool(squeezed.verlet.did_buffer_overflow) and bool(squeezed.did_buffer_overflow)
+
+
+def test_displacement_is_jax_md_s_without_the_float64_miscompile(x64, params):
+    """``System.displacement_fn`` gives JAX-MD's ``periodic_general`` values and derivatives
+    (with respect to positions, box and perturbation), and correct distances when vmapped
+    over 36,864 gathered pairs in float64, where XLA's CPU fusion of JAX-MD's ``einsum`` with
+    the sum of squares has returned wrong ones (jaxlib 0.10.2)."""
+    from jax_md import space
+
+    rng = np.random.default_rng(3)
+    cell = np.diag([9.1, 9.4, 13.6]) + np.tril(rng.uniform(-1, 1, (3, 3)), -1)
+    crystal = Crystal(np.full(4, 18), FCC @ cell, cell)
+    system = md.system(LJ.apply, params, crystal, cutoff=CUTOFF)
+    box = system.box
+    ours = system.displacement_fn
+    theirs = space.periodic_general(box, fractional_coordinates=True)[0]
+    Ra, Rb = (jnp.asarray(rng.random(3)) for _ in range(2))
+    strain = jnp.asarray(np.eye(3) + rng.normal(0, 0.01, (3, 3)))
+    new = box * 1.02
+    for kwargs in ({}, {"box": new}, {"new_box": new}, {"perturbation": strain},
+                   {"perturbation": 1.01}):  # fmt: skip
+        np.testing.assert_allclose(ours(Ra, Rb, **kwargs), theirs(Ra, Rb, **kwargs), rtol=1e-13)
+
+    def gradient(displacement, wrt):
+        def squared(Ra, box, perturbation):
+            return jnp.sum(displacement(Ra, Rb, box=box, perturbation=perturbation) ** 2)
+
+        return jax.grad(squared, argnums=wrt)(Ra, new, strain)
+
+    for wrt in (0, 1, 2):  # positions (a Cartesian gradient), box, perturbation
+        np.testing.assert_allclose(gradient(ours, wrt), gradient(theirs, wrt), rtol=1e-12)
+    n = 192
+    R = jnp.asarray(rng.random((n, 3)))
+    i, j = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    d = np.asarray(R)[i] - np.asarray(R)[j]
+    expected = np.sum(((d - np.round(d)) @ np.asarray(box).T) ** 2, axis=-1)
+
+    @jax.jit
+    def squared_distances(R, i, j):
+        return space.map_bond(lambda a, b: space.square_distance(ours(a, b)))(R[i], R[j])
+
+    np.testing.assert_allclose(squared_distances(R, i, j), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_neighbor_list_grows_when_it_overflows(x64, params):

@@ -153,9 +153,16 @@ def test_unknown_elements_are_refused_with_their_names(student):
         atoms.get_potential_energy()
 
 
-def test_distill_command_trains_reports_and_refuses_bad_input(labelled, tmp_path, capsys):
+def test_distill_command_trains_reports_and_refuses_bad_input(
+    labelled, tmp_path, capsys, monkeypatch
+):
+    import jmof.data
     from jmof.cli import main
+    from potentials import MACEConfig
 
+    # The cache folder is process-wide JAX state: record the request, keep this process clean.
+    cached = []
+    monkeypatch.setattr(jmof.data, "enable_compilation_cache", lambda: cached.append(True))
     path = tmp_path / "labels.extxyz"
     write_extxyz(path, labelled)
     out = tmp_path / "cli-student"
@@ -165,6 +172,16 @@ def test_distill_command_trains_reports_and_refuses_bad_input(labelled, tmp_path
     assert [r["quantity"] for r in records] == ["energy_meV_atom", "forces_meV_A", "stress_GPa"]
     saved = json.loads((out / "metrics.json").read_text())["test"]
     assert records[1]["mae"] == pytest.approx(saved["forces_meV_A"]["mae"])
+    assert isinstance(load(out).config, NequIPConfig) and cached == [True]
+    mace = ["distill", str(path), "--out", str(tmp_path / "cli-mace"), "--model", "mace"]
+    sizes = ["--channels", "4", "--layers", "1", "--l-max", "1", "--correlation", "2"]
+    assert main(mace + sizes + ["--epochs", "1", "--batch-nodes", "128", "--cutoff", "4.0"]) == 0
+    capsys.readouterr()
+    config = load(tmp_path / "cli-mace").config
+    assert isinstance(config, MACEConfig)
+    assert (config.correlation, config.channels, config.n_layers) == (2, 4, 1)
+    assert main(args + ["--model", "allegro"]) == 1
+    assert "--model 'allegro'" in capsys.readouterr().err
     assert main(["distill", str(tmp_path / "nothing.extxyz"), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "nothing.extxyz" in err and "Traceback" not in err
