@@ -5,6 +5,7 @@
     python experiments/bench_potential_dynamics.py --part npt
     python experiments/bench_potential_dynamics.py --part npt --potential sevennet-0 --ps 5
     python experiments/bench_potential_dynamics.py --part npt --potential sevennet-0 --engine ase
+    python experiments/bench_potential_dynamics.py --part npt --engine ase --ps 10
     python experiments/bench_potential_dynamics.py --eos [--potential sevennet-0]
     python experiments/bench_potential_dynamics.py --summarize
 
@@ -31,7 +32,9 @@ minimum: equipartition gives half of it back to the potential energy, leaving ab
   ``npt_nose_hoover`` integrates; same τ_T, τ_P, step and temperature) and the potential's ASE
   calculator, on the 152-atom CoRE cell. The calculator builds neighbour lists with periodic
   shifts, so the cell needs no replication: for a teacher at 1 s per 152-atom call on this
-  CPU that halves the cost of the trace. Resumable like the others: its state (positions,
+  CPU that halves the cost of the trace. With the student (the default potential) it is the
+  control for the teacher's trace: same integrator, same 152-atom cell, other potential.
+  Resumable like the others: its state (positions,
   momenta, volume and chain variables, log) is saved every 100 steps to
   ``experiments/runs/dynamics-npt-<potential>-ase/restart.npz``.
 - ``--eos``: the 0 K equation of state that NPT samples around: the relaxed start scaled
