@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) experiments/bench_io.py
 	$(PY) experiments/bench_neighbors.py
 	$(PY) experiments/bench_padding.py
+	$(PY) experiments/bench_md_compile.py
 
 # The speed tables of BENCHMARKS.md against their peers (torch models, Zeo++): about an hour
 # on a quiet 2-core machine; results under experiments/results/. mace-torch is optional
