@@ -362,7 +362,13 @@ def summarize() -> None:
             axes[1].plot(t_ps, log["temperature_K"], lw=0.6, label=label)
         else:
             cells = int(np.prod(data["repeats"]))
-            axes[2].plot(t_ps, np.asarray(log["volume_A3"]) / cells, lw=0.8, label=label)
+            volume = np.asarray(log["volume_A3"]) / cells
+            (line,) = axes[2].plot(t_ps, volume, lw=0.5, alpha=0.35)
+            # The barostat's swing has a period of about 0.5 ps: its running mean shows drift.
+            width = max(1, int(round(0.5 / np.median(np.diff(t_ps)))))
+            smooth = np.convolve(volume, np.ones(width) / width, mode="valid")
+            axes[2].plot(t_ps[width // 2 : width // 2 + len(smooth)], smooth, lw=1.6,
+                         color=line.get_color(), label=f"{label} (0.5 ps mean)")  # fmt: skip
     for k, path in enumerate(sorted(RESULTS.glob("dynamics_eos_*.json"))):
         data = json.loads(path.read_text())
         fit = eos_fit(data["rows"])
