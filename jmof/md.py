@@ -231,12 +231,10 @@ def _graph(species, R, box, idx, perturbation) -> Graph:
     """
     n = R.shape[0]
     cell = jnp.asarray(box).T
-    positions = space.transform(box, R)  # custom JVP: gradients come back in Cartesian space
-    if perturbation is not None:  # JAX-MD's deformation dR -> P dR (scalar or [3, 3])
-        deform = jnp.asarray(perturbation, R.dtype)
-        deform = deform * jnp.eye(3, dtype=R.dtype) if deform.ndim == 0 else deform
-        positions = positions @ deform.T
-        cell = cell @ deform.T
+    positions = _to_cartesian(jnp.asarray(box), R)  # gradients come back in Cartesian space
+    if perturbation is not None:
+        positions = _deform(perturbation, positions)
+        cell = _deform(perturbation, cell)  # rows are the lattice vectors
     receivers, senders = idx[0], idx[1]
     edge_mask = receivers < n
     padded = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)])
@@ -263,6 +261,13 @@ def _matvec(matrix: jax.Array, v: jax.Array) -> jax.Array:
     """``matrix`` [3, 3] times each vector of ``v`` [..., 3], as a sum of three products (see
     :func:`_displacement` for why not ``einsum``)."""
     return v[..., 0:1] * matrix[:, 0] + v[..., 1:2] * matrix[:, 1] + v[..., 2:3] * matrix[:, 2]
+
+
+def _deform(perturbation, v: jax.Array) -> jax.Array:
+    """``P v`` for each vector of ``v`` [..., 3]: JAX-MD's deformation ``perturbation``, a scalar
+    or [3, 3] (ordinary derivatives, like JAX-MD's ``raw_transform``)."""
+    deform = jnp.asarray(perturbation, v.dtype)
+    return v * deform if deform.ndim == 0 else _matvec(deform, v)
 
 
 @jax.custom_jvp
@@ -299,10 +304,7 @@ def _displacement(box: jax.Array) -> Callable:
             raise ValueError(f"jmof.md boxes are [3, 3] matrices, got shape {lattice.shape}")
         d = Ra - Rb
         dR = _to_cartesian(lattice, d - jnp.round(d))
-        if perturbation is not None:
-            deform = jnp.asarray(perturbation, dR.dtype)
-            dR = dR * deform if deform.ndim == 0 else _matvec(deform, dR)
-        return dR
+        return dR if perturbation is None else _deform(perturbation, dR)
 
     return displacement_fn
 

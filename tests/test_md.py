@@ -156,7 +156,7 @@ def test_nve_dimer_follows_the_analytic_lennard_jones_oscillation(x64, params, t
     peaks = [k for k in range(1, len(r) - 1) if r[k] >= r[k - 1] and r[k] > r[k + 1]]
     refined = []
     for k in peaks:
-        a, b, c = separation[k - 1 : k + 2]
+        a, b, c = r[k - 1 : k + 2]
         refined.append(times[k] + 0.5 * (a - c) / (a - 2 * b + c) * (times[1] - times[0]))
     assert len(refined) >= 3
     np.testing.assert_allclose(np.diff(refined), period_fs, rtol=5e-5)  # measured 7e-6
